@@ -1,0 +1,3 @@
+module lightwhale
+
+go 1.26.0
