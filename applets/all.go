@@ -3,6 +3,7 @@ package applets
 import (
 	"fmt"
 
+	"lightwhale/applets/persistence"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/version"
 )
@@ -10,6 +11,7 @@ import (
 // One line per applet; the links in the rootfs are made from these names.
 func init() {
 	registry = []Applet{
+		{Name: "setup-persistence", Aliases: []string{"S11persistence"}, Summary: "find, claim or volatile-mount the data filesystem and overlay /etc /var /home", Main: persistence.Main},
 		{Name: "version", Summary: "print the Lightwhale version", Main: func(_ []string, s cli.IO) int {
 			fmt.Fprintln(s.Out, version.Version)
 			return 0

@@ -1,0 +1,426 @@
+package persistence
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"lightwhale/internal/blockdev"
+	"lightwhale/internal/gpt"
+	"lightwhale/internal/probe"
+)
+
+// Disk is what a scan learnt about one whole disk; it is read from the disk
+// itself at every run, so the decision never depends on remembered state.
+type Disk struct {
+	Dev        blockdev.Device
+	Magic      bool         // starts with the consent header
+	BootMedium bool         // carries our ISO
+	Busy       string       // why it is in use, "" if free
+	Table      *gpt.Table   // its GPT, nil if none
+	Btrfs      *probe.Btrfs // btrfs on the whole disk
+	Parts      []Part
+}
+
+// Part is a partition, from the GPT or the kernel's list.
+type Part struct {
+	Disk   string // disk name
+	Number int
+	Name   string // GPT partition name, "" when not from a GPT
+	Start  uint64 // bytes
+	Size   uint64
+	Path   string // device node it has (or will have once registered)
+	Btrfs  *probe.Btrfs
+	Swap   *probe.Swap
+}
+
+// Profile is the btrfs data and metadata profile for n devices.
+func Profile(n int) (data, metadata string) {
+	switch {
+	case n <= 1:
+		return "single", "dup"
+	case n == 2:
+		return "raid1", "raid1"
+	case n == 3:
+		return "raid1", "raid1c3"
+	default:
+		return "raid1", "raid1c4"
+	}
+}
+
+// Plan is what a run will do: the steps in order, and what it noticed.
+type Plan struct {
+	Mode    string   // volatile, persistent or degraded
+	FSID    string   // the data filesystem, when there is one
+	Missing int      // RAID members not present
+	Notes   []string // disks left alone, and why
+	Errors  []string // what the user must hear about loudly
+	Steps   []Step
+}
+
+// Op is a kind of step.
+type Op int
+
+const (
+	OpPartition  Op = iota + 1 // wipe where the partitions will be, write the GPT, MBR last
+	OpRegister                 // make the kernel see the disk's partitions
+	OpMkswap                   // mkswap -L lightwhale-swap
+	OpMkfs                     // mkfs.btrfs with a temporary label
+	OpSubvolumes               // create the three subvolumes
+	OpLabel                    // write the final label: the claim commits here
+	OpRename                   // GPT: consent name -> lightwhale-data
+	OpMountData                // @lightwhale-data at /mnt/lightwhale-data
+	OpMountTmpfs               // tmpfs at /mnt/lightwhale-data
+	OpMountState               // @lightwhale-state at .../lightwhale-state
+	OpSwapon                   // enable the swap partitions
+	OpOverlay                  // overlay over /etc, /var or /home
+	OpDockerRoot               // create Docker's data-root
+	OpMode                     // record the mode in /run/lightwhale/mode
+)
+
+// Step is one action. Only the fields its Op needs are set.
+type Step struct {
+	Op       Op
+	Disk     *Disk
+	Table    *gpt.Table
+	Devices  []string // device nodes
+	Degraded bool
+	Dir      string
+	Mode     string
+}
+
+// ClaimLabel is the label a filesystem carries between mkfs and commit.
+const ClaimLabel = "lightwhale-claiming"
+
+func (s Step) String() string {
+	devs := strings.Join(s.Devices, " ")
+	switch s.Op {
+	case OpPartition:
+		return fmt.Sprintf("partition %s (%d MiB, %d-byte sectors): new GPT\n%s", s.Disk.Dev.Path, s.Disk.Dev.Size/gpt.MiB, s.Table.SectorSize, strings.TrimRight(indent(s.Table.Describe()), "\n"))
+	case OpRegister:
+		return fmt.Sprintf("make the kernel see the partitions of %s", s.Disk.Dev.Path)
+	case OpMkswap:
+		return fmt.Sprintf("mkswap -L %s %s", gpt.SwapName, devs)
+	case OpMkfs:
+		d, m := Profile(len(s.Devices))
+		return fmt.Sprintf("mkfs.btrfs -L %s --data %s --metadata %s %s", ClaimLabel, d, m, devs)
+	case OpSubvolumes:
+		return fmt.Sprintf("create subvolumes @lightwhale-data @lightwhale-state @lightwhale-state-snapshots on %s", devs)
+	case OpLabel:
+		return fmt.Sprintf("label the filesystem on %s %q (commit)", devs, gpt.DataName)
+	case OpRename:
+		return fmt.Sprintf("rename partition %q on %s to %q", gpt.ConsentName, s.Disk.Dev.Path, gpt.DataName)
+	case OpMountData:
+		deg := ""
+		if s.Degraded {
+			deg = " DEGRADED"
+		}
+		return fmt.Sprintf("mount @lightwhale-data of %s at %s%s", devs, DataDir, deg)
+	case OpMountTmpfs:
+		return fmt.Sprintf("mount a tmpfs at %s (volatile: nothing is kept across reboots)", DataDir)
+	case OpMountState:
+		return fmt.Sprintf("mount @lightwhale-state at %s", StateDir)
+	case OpSwapon:
+		return fmt.Sprintf("swapon %s", devs)
+	case OpOverlay:
+		return fmt.Sprintf("overlay %s: lower %s, upper %s", s.Dir, lowerDir(s.Dir), upperDir(s.Dir))
+	case OpDockerRoot:
+		return fmt.Sprintf("create Docker's data-root %s", DockerRoot)
+	case OpMode:
+		return fmt.Sprintf("record mode %q in %s", s.Mode, ModeFile)
+	}
+	return fmt.Sprintf("op %d", s.Op)
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+// String prints the plan as --dry-run shows it.
+func (p *Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode: %s\n", p.Mode)
+	for _, e := range p.Errors {
+		fmt.Fprintf(&b, "ERROR: %s\n", e)
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	for i, s := range p.Steps {
+		fmt.Fprintf(&b, "%2d. %s\n", i+1, s)
+	}
+	return b.String()
+}
+
+// member is a device that carries a btrfs of interest.
+type member struct {
+	disk *Disk
+	part *Part // nil: btrfs on the whole disk
+	fs   *probe.Btrfs
+}
+
+func (m member) path() string {
+	if m.part != nil {
+		return m.part.Path
+	}
+	return m.disk.Dev.Path
+}
+
+// Decide turns what the disks hold into a plan. It is the whole safety
+// policy, as a pure function:
+//   - a filesystem labelled lightwhale-data (on any of its devices) wins:
+//     it is mounted and nothing else is touched;
+//   - two such filesystems: refuse to choose, stay volatile, touch nothing;
+//   - else every consent-named partition and every free raw magic disk is
+//     claimed together, from the step it had reached;
+//   - everything else is never written.
+//
+// newGUID supplies GUIDs for new partition tables.
+func Decide(disks []*Disk, newGUID func() gpt.GUID) *Plan {
+	p := &Plan{Mode: "volatile"}
+
+	// Filesystems labelled lightwhale-data, by UUID, and all their devices
+	// (a crash while labelling can leave the label on only some of them).
+	labelled := map[string]bool{}
+	var all []member
+	for _, d := range disks {
+		if d.Btrfs != nil {
+			all = append(all, member{disk: d, fs: d.Btrfs})
+		}
+		for i := range d.Parts {
+			if d.Parts[i].Btrfs != nil {
+				all = append(all, member{disk: d, part: &d.Parts[i], fs: d.Parts[i].Btrfs})
+			}
+		}
+	}
+	for _, m := range all {
+		if m.fs.Label == gpt.DataName {
+			labelled[m.fs.FSIDString()] = true
+		}
+	}
+	byFS := map[string][]member{}
+	for _, m := range all {
+		if id := m.fs.FSIDString(); labelled[id] {
+			byFS[id] = append(byFS[id], m)
+		}
+	}
+	var ids []string
+	for id := range byFS {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	switch {
+	case len(ids) > 1:
+		var desc []string
+		for _, id := range ids {
+			desc = append(desc, fmt.Sprintf("%s on %s", id, paths(byFS[id])))
+		}
+		p.Errors = append(p.Errors, fmt.Sprintf("found %d different %s filesystems (%s): refusing to choose; touching none of them and staying volatile; remove or relabel all but one",
+			len(ids), gpt.DataName, strings.Join(desc, "; ")))
+		noteUnclaimed(p, disks, nil, "several data filesystems exist")
+		p.volatile()
+	case len(ids) == 1:
+		id := ids[0]
+		p.FSID = id
+		noteUnclaimed(p, disks, byFS[id], "a "+gpt.DataName+" filesystem already exists")
+		p.mountExisting(byFS[id])
+	default:
+		p.claim(disks, newGUID)
+	}
+	return p
+}
+
+func paths(ms []member) string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.path())
+	}
+	return strings.Join(s, ",")
+}
+
+// noteUnclaimed reports magic disks and consent partitions (other than
+// members of the mounted filesystem) left alone.
+func noteUnclaimed(p *Plan, disks []*Disk, members []member, why string) {
+	isMember := map[string]bool{}
+	for _, m := range members {
+		isMember[m.path()] = true
+	}
+	for _, d := range disks {
+		if d.Magic {
+			p.Notes = append(p.Notes, fmt.Sprintf("magic disk %s left untouched: %s", d.Dev.Path, why))
+		}
+		for _, pt := range d.Parts {
+			if pt.Name == gpt.ConsentName && !isMember[pt.Path] {
+				p.Notes = append(p.Notes, fmt.Sprintf("unfinished claim %s left untouched: %s", pt.Path, why))
+			}
+		}
+	}
+}
+
+func (p *Plan) volatile() {
+	p.Mode = "volatile"
+	p.Steps = append(p.Steps, Step{Op: OpMountTmpfs})
+	p.finish()
+}
+
+// finish adds what every mode shares: overlays, Docker's root, the mode.
+func (p *Plan) finish() {
+	for _, dir := range OverlayDirs {
+		p.Steps = append(p.Steps, Step{Op: OpOverlay, Dir: dir})
+	}
+	p.Steps = append(p.Steps, Step{Op: OpDockerRoot}, Step{Op: OpMode, Mode: p.Mode})
+}
+
+// mountExisting mounts the committed filesystem whose present devices are ms.
+func (p *Plan) mountExisting(ms []member) {
+	var want uint64
+	for _, m := range ms {
+		want = max(want, m.fs.NumDevices)
+	}
+	p.Missing = int(want) - len(ms)
+	degraded := p.Missing > 0
+	if degraded {
+		// RAID1 data keeps two copies: one lost device is survivable,
+		// two may have taken both copies of some data with them.
+		if p.Missing >= 2 || len(ms) == 0 {
+			p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s has %d of %d devices (%s): too many are missing to mount it safely; staying volatile and touching nothing. Reattach the missing disks and reboot",
+				p.FSID, len(ms), want, paths(ms)))
+			p.volatile()
+			return
+		}
+		p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s is DEGRADED: %d of %d devices present (%s); mounting it degraded. Replace or reattach the missing disk soon: one more failure loses data",
+			p.FSID, len(ms), want, paths(ms)))
+	}
+	var devs []string
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if m.part != nil && !seen[m.disk.Dev.Name] {
+			seen[m.disk.Dev.Name] = true
+			if m.disk.Table != nil {
+				p.Steps = append(p.Steps, Step{Op: OpRegister, Disk: m.disk, Table: m.disk.Table})
+			}
+		}
+		devs = append(devs, m.path())
+	}
+	// A claim that crashed between label and rename is finished here.
+	for _, m := range ms {
+		if m.part != nil && m.part.Name == gpt.ConsentName {
+			p.Steps = append(p.Steps, Step{Op: OpRename, Disk: m.disk, Table: m.disk.Table})
+		}
+	}
+	p.Mode = "persistent"
+	if degraded {
+		p.Mode = "degraded"
+	}
+	p.Steps = append(p.Steps, Step{Op: OpMountData, Devices: devs, Degraded: degraded}, Step{Op: OpMountState})
+	var swaps []string
+	for _, m := range ms {
+		if m.part == nil {
+			continue
+		}
+		for _, pt := range m.disk.Parts {
+			if pt.Name == gpt.SwapName && pt.Swap != nil {
+				swaps = append(swaps, pt.Path)
+			}
+		}
+	}
+	if len(swaps) > 0 {
+		p.Steps = append(p.Steps, Step{Op: OpSwapon, Devices: swaps})
+	}
+	p.finish()
+}
+
+// claim plans formatting the disks that consented, from the step each reached:
+// a raw header starts from the partition table; a consent-named partition
+// (the table was written, the filesystem not committed) from mkswap/mkfs.
+func (p *Plan) claim(disks []*Disk, newGUID func() gpt.GUID) {
+	var claimed []*Disk
+	var fresh = map[*Disk]*gpt.Table{}
+	for _, d := range disks {
+		hasConsent := false
+		for _, pt := range d.Parts {
+			hasConsent = hasConsent || pt.Name == gpt.ConsentName
+		}
+		if !d.Magic && !hasConsent {
+			continue
+		}
+		if why := refusal(d); why != "" {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s has the consent header but is not claimed: %s", d.Dev.Path, why))
+			continue
+		}
+		if d.Magic {
+			t, err := gpt.Layout(d.Dev.Size, d.Dev.SectorSize, newGUID)
+			if err != nil {
+				p.Errors = append(p.Errors, fmt.Sprintf("magic disk %s not claimed: %v; it was left untouched", d.Dev.Path, err))
+				continue
+			}
+			fresh[d] = t
+		}
+		claimed = append(claimed, d)
+	}
+	if len(claimed) == 0 {
+		p.volatile()
+		return
+	}
+	var swaps, datas []string
+	for _, d := range claimed {
+		t := d.Table
+		if nt, ok := fresh[d]; ok {
+			t = nt
+			p.Steps = append(p.Steps, Step{Op: OpPartition, Disk: d, Table: t})
+		}
+		p.Steps = append(p.Steps, Step{Op: OpRegister, Disk: d, Table: t})
+		for _, pt := range t.Partitions {
+			path := "/dev/" + blockdev.PartitionName(d.Dev.Name, pt.Number)
+			if d.Dev.Path != "" {
+				path = d.Dev.Path[:strings.LastIndex(d.Dev.Path, "/")+1] + blockdev.PartitionName(d.Dev.Name, pt.Number)
+			}
+			switch pt.Name {
+			case gpt.SwapName:
+				swaps = append(swaps, path)
+			case gpt.ConsentName:
+				datas = append(datas, path)
+			}
+		}
+	}
+	if len(datas) == 0 {
+		p.volatile()
+		return
+	}
+	if len(swaps) > 0 {
+		p.Steps = append(p.Steps, Step{Op: OpMkswap, Devices: swaps})
+	}
+	p.Steps = append(p.Steps,
+		Step{Op: OpMkfs, Devices: datas},
+		Step{Op: OpSubvolumes, Devices: datas},
+		Step{Op: OpLabel, Devices: datas})
+	for _, d := range claimed {
+		t := d.Table
+		if nt, ok := fresh[d]; ok {
+			t = nt
+		}
+		p.Steps = append(p.Steps, Step{Op: OpRename, Disk: d, Table: t})
+	}
+	p.Mode = "persistent"
+	p.Steps = append(p.Steps, Step{Op: OpMountData, Devices: datas}, Step{Op: OpMountState})
+	if len(swaps) > 0 {
+		p.Steps = append(p.Steps, Step{Op: OpSwapon, Devices: swaps})
+	}
+	p.finish()
+}
+
+// refusal says why a disk that consented may still not be claimed.
+func refusal(d *Disk) string {
+	switch {
+	case d.BootMedium:
+		return "it is the Lightwhale boot medium"
+	case d.Dev.ReadOnly:
+		return "it is read-only"
+	case d.Busy != "":
+		return d.Busy
+	case d.Dev.Partition != 0:
+		return "it is a partition, not a whole disk"
+	}
+	return ""
+}

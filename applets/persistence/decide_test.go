@@ -1,0 +1,161 @@
+package persistence
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"lightwhale/internal/blockdev"
+	"lightwhale/internal/gpt"
+	"lightwhale/internal/probe"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func seqGUID() func() gpt.GUID {
+	n := 0
+	return func() gpt.GUID {
+		n++
+		return gpt.MustParseGUID(fmt.Sprintf("00000000-0000-4000-8000-%012d", n))
+	}
+}
+
+func disk(name string, sizeGiB uint64) *Disk {
+	return &Disk{Dev: blockdev.Device{Name: name, Path: "/dev/" + name, Size: sizeGiB * gpt.GiB, SectorSize: 512}}
+}
+
+func magic(d *Disk) *Disk { d.Magic = true; return d }
+
+// claimed gives d the table and filesystem a finished (or interrupted) claim leaves.
+func claimed(d *Disk, fsid byte, label string, devid, ndev uint64, partName string) *Disk {
+	t, err := gpt.Layout(d.Dev.Size, d.Dev.SectorSize, seqGUID())
+	if err != nil {
+		panic(err)
+	}
+	t.Partitions[len(t.Partitions)-1].Name = partName
+	d.Table = t
+	for _, p := range t.Partitions {
+		part := Part{Disk: d.Dev.Name, Number: p.Number, Name: p.Name, Start: p.First * 512, Size: (p.Last - p.First + 1) * 512,
+			Path: "/dev/" + blockdev.PartitionName(d.Dev.Name, p.Number)}
+		if p.Name == gpt.SwapName {
+			part.Swap = &probe.Swap{Label: gpt.SwapName}
+		} else if label != "" {
+			part.Btrfs = &probe.Btrfs{FSID: [16]byte{fsid}, Label: label, DevID: devid, NumDevices: ndev}
+		}
+		d.Parts = append(d.Parts, part)
+	}
+	return d
+}
+
+func TestDecide(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		disks []*Disk
+	}{
+		{"no-disks", nil},
+		{"blank-disk", []*Disk{disk("sda", 8)}},
+		{"one-magic", []*Disk{magic(disk("sda", 8))}},
+		{"one-magic-small-no-swap", []*Disk{magic(disk("vda", 1))}},
+		{"two-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8))}},
+		{"three-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8)), magic(disk("sdc", 8))}},
+		{"five-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8)), magic(disk("sdc", 8)), magic(disk("sdd", 8)), magic(disk("sde", 8))}},
+		{"crash-after-partition", []*Disk{claimed(disk("sda", 8), 0, "", 0, 0, gpt.ConsentName), magic(disk("sdb", 8))}},
+		{"crash-after-mkfs", []*Disk{claimed(disk("sda", 8), 7, ClaimLabel, 1, 1, gpt.ConsentName)}},
+		{"crash-after-label-before-rename", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 2, gpt.ConsentName), claimed(disk("sdb", 8), 7, ClaimLabel, 2, 2, gpt.ConsentName)}},
+		{"existing-wins-over-magic", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 1, gpt.DataName), magic(disk("sdb", 8))}},
+		{"raid1-complete", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 2, gpt.DataName), claimed(disk("sdb", 8), 7, gpt.DataName, 2, 2, gpt.DataName)}},
+		{"raid1-one-missing", []*Disk{claimed(disk("sdb", 8), 7, gpt.DataName, 2, 2, gpt.DataName)}},
+		{"raid1c3-two-missing", []*Disk{claimed(disk("sdc", 8), 7, gpt.DataName, 3, 3, gpt.DataName)}},
+		{"two-data-filesystems", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 1, gpt.DataName), claimed(disk("sdb", 8), 9, gpt.DataName, 1, 1, gpt.DataName), magic(disk("sdc", 8))}},
+		{"refused-disks", []*Disk{
+			func() *Disk { d := magic(disk("sr0x", 8)); d.BootMedium = true; return d }(),
+			func() *Disk { d := magic(disk("sdb", 8)); d.Busy = "sdb is mounted at /media"; return d }(),
+			func() *Disk { d := magic(disk("sdc", 8)); d.Dev.ReadOnly = true; return d }(),
+			magic(&Disk{Dev: blockdev.Device{Name: "sdd", Path: "/dev/sdd", Size: 100 * gpt.MiB, SectorSize: 512}}),
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Decide(tt.disks, seqGUID()).String()
+			golden(t, filepath.Join("testdata", "plan-"+tt.name+".golden"), got)
+		})
+	}
+}
+
+// TestDecideNeverTouchesUnconsenting checks the policy over many mixes: a
+// disk that neither starts with the header nor carries a consent partition
+// never appears in a writing step.
+func TestDecideNeverTouchesUnconsenting(t *testing.T) {
+	writes := map[Op]bool{OpPartition: true, OpMkswap: true, OpMkfs: true, OpSubvolumes: true, OpLabel: true, OpRename: true}
+	pool := []func() *Disk{
+		func() *Disk { return disk("sda", 8) },
+		func() *Disk { return magic(disk("sdb", 8)) },
+		func() *Disk { return claimed(disk("sdc", 8), 7, gpt.DataName, 1, 1, gpt.DataName) },
+		func() *Disk { return claimed(disk("sdd", 8), 0, "", 0, 0, gpt.ConsentName) },
+		func() *Disk { d := magic(disk("sde", 8)); d.Busy = "busy"; return d },
+		func() *Disk { d := disk("sdf", 8); d.Btrfs = &probe.Btrfs{FSID: [16]byte{3}, Label: "other"}; return d },
+	}
+	for mask := 0; mask < 1<<len(pool); mask++ {
+		var disks []*Disk
+		for i, mk := range pool {
+			if mask&(1<<i) != 0 {
+				disks = append(disks, mk())
+			}
+		}
+		p := Decide(disks, seqGUID())
+		for _, s := range p.Steps {
+			if !writes[s.Op] {
+				continue
+			}
+			touched := s.Devices
+			if s.Disk != nil {
+				touched = append(touched, s.Disk.Dev.Path)
+			}
+			for _, path := range touched {
+				name := strings.TrimRight(strings.TrimPrefix(path, "/dev/"), "0123456789")
+				if strings.Contains("sda sde sdf", name) {
+					t.Errorf("mask %b: step %q writes %s", mask, s, path)
+				}
+				if name == "sdc" && s.Op != OpRename {
+					t.Errorf("mask %b: step %q writes the committed disk %s", mask, s, path)
+				}
+			}
+		}
+	}
+}
+
+func TestProfile(t *testing.T) {
+	for n, want := range map[int]string{1: "single/dup", 2: "raid1/raid1", 3: "raid1/raid1c3", 4: "raid1/raid1c4", 7: "raid1/raid1c4"} {
+		d, m := Profile(n)
+		if got := d + "/" + m; got != want {
+			t.Errorf("Profile(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	df := "Data, RAID1: total=1.00GiB, used=0.00B\nSystem, RAID1: total=8.00MiB, used=16.00KiB\nMetadata, RAID1C3: total=256.00MiB, used=112.00KiB\nGlobalReserve, single: total=3.25MiB, used=0.00B\n"
+	if got := profiles(df); got != "data raid1, metadata raid1c3" {
+		t.Errorf("profiles = %q", got)
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
