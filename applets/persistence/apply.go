@@ -128,6 +128,15 @@ func (a *applier) apply(s Step) (string, error) {
 		return overlay(s.Dir)
 	case OpDockerRoot:
 		return "", os.MkdirAll(DockerRoot, 0o711)
+	case OpResync:
+		// Both run on after this process exits; the balance resumes by
+		// itself at the next mount if a reboot interrupts it.
+		_, meta := Profile(len(s.Devices))
+		bal := exec.Command("btrfs", "balance", "start", "--bg", "-dconvert=raid1,soft", "-mconvert="+meta+",soft", DataDir)
+		if out, err := bal.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("btrfs balance: %w: %s", err, bytes.TrimSpace(out))
+		}
+		return "balance started; then: btrfs scrub start " + DataDir, exec.Command("btrfs", "scrub", "start", DataDir).Start()
 	case OpMode:
 		if err := os.MkdirAll(RunDir, 0o755); err != nil {
 			return "", err
@@ -187,23 +196,18 @@ func (a *applier) partition(d *Disk, t *gpt.Table) error {
 	if !probe.HasMagic(head) {
 		return fmt.Errorf("%s no longer starts with the consent header: not touching it", d.Dev.Path)
 	}
-	var zero = make([]byte, gpt.MiB)
+	// Old superblocks where the new partitions will live: the first MiB
+	// (btrfs primary at 64 KiB, swap, others) and btrfs's copies at 64 MiB
+	// and 256 GiB.
+	zero := make([]byte, gpt.MiB)
 	for _, p := range t.Partitions {
 		start := int64(p.First) * int64(t.SectorSize)
 		size := int64(p.Last-p.First+1) * int64(t.SectorSize)
-		// btrfs keeps superblock copies at 64 MiB and 256 GiB.
-		for _, off := range []int64{0, 64 << 20, 256 << 30} {
-			n := min(int64(len(zero)), size-off)
-			if off == 0 {
-				n = min(int64(len(zero)), size)
-			} else {
-				n = min(4096, n)
-			}
-			if n <= 0 {
-				continue
-			}
-			if _, err := f.WriteAt(zero[:n], start+off); err != nil {
-				return fmt.Errorf("clear old signatures on %s: %w", d.Dev.Path, err)
+		for _, r := range []struct{ off, n int64 }{{0, gpt.MiB}, {64 << 20, 4096}, {256 << 30, 4096}} {
+			if n := min(r.n, size-r.off); n > 0 {
+				if _, err := f.WriteAt(zero[:n], start+r.off); err != nil {
+					return fmt.Errorf("clear old signatures on %s: %w", d.Dev.Path, err)
+				}
 			}
 		}
 	}

@@ -76,6 +76,7 @@ const (
 	OpOverlay                  // overlay over /etc, /var or /home
 	OpDockerRoot               // create Docker's data-root
 	OpMode                     // record the mode in /run/lightwhale/mode
+	OpResync                   // restore redundancy after a member rejoined
 )
 
 // Step is one action. Only the fields its Op needs are set.
@@ -128,6 +129,9 @@ func (s Step) String() string {
 		return fmt.Sprintf("create Docker's data-root %s", DockerRoot)
 	case OpMode:
 		return fmt.Sprintf("record mode %q in %s", s.Mode, ModeFile)
+	case OpResync:
+		_, m := Profile(len(s.Devices))
+		return fmt.Sprintf("restore redundancy (a device rejoined with older data): btrfs balance -dconvert=raid1,soft -mconvert=%s,soft, then scrub, in the background", m)
 	}
 	return fmt.Sprintf("op %d", s.Op)
 }
@@ -314,6 +318,17 @@ func (p *Plan) mountExisting(ms []member) {
 		p.Mode = "degraded"
 	}
 	p.Steps = append(p.Steps, Step{Op: OpMountData, Devices: devs, Degraded: degraded}, Step{Op: OpMountState})
+	// A member that missed writes (it was away while the others ran
+	// degraded) has an older generation: its copies are stale, and what was
+	// written meanwhile has one copy only.
+	if !degraded && len(ms) > 1 {
+		for _, m := range ms[1:] {
+			if m.fs.Generation != ms[0].fs.Generation {
+				p.Steps = append(p.Steps, Step{Op: OpResync, Devices: devs})
+				break
+			}
+		}
+	}
 	var swaps []string
 	for _, m := range ms {
 		if m.part == nil {

@@ -443,6 +443,29 @@ func TestDegraded(t *testing.T) {
 	if mode := ns.sh("cat " + ModeFile); mode != "degraded\n" {
 		t.Errorf("mode %q", mode)
 	}
+	ns.sh("echo written-while-degraded > /home/degraded-2; sync")
+	ns.close()
+
+	// The disk comes back: a normal mount, and redundancy is restored.
+	b.attach()
+	a.reboot(true)
+	exec.Command("partx", "-a", b.dev).Run()
+	ns = newNamespace(t)
+	out = ns.mustStart(a, b)
+	if strings.Contains(out, "DEGRADED") || !strings.Contains(out, "restore redundancy") {
+		t.Errorf("rejoin: want a normal mount that restores redundancy:\n%s", out)
+	}
+	for i := 0; i < 100 && strings.Contains(ns.sh("btrfs balance status "+DataDir), "running"); i++ {
+		time.Sleep(200 * time.Millisecond)
+	}
+	df := ns.sh("btrfs filesystem df " + DataDir)
+	if strings.Contains(df, "Data, single") || strings.Contains(df, "Metadata, single") {
+		t.Errorf("single-copy chunks remain after the rejoin:\n%s", df)
+	}
+	t.Logf("after rejoin:\n%s\n%s", out, df)
+	if got := ns.sh("cat /home/degraded-test /home/degraded-2"); got != "survives\nwritten-while-degraded\n" {
+		t.Errorf("data after rejoin: %q", got)
+	}
 	ns.close()
 
 	// Three devices, two missing: too many.
