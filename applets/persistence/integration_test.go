@@ -619,3 +619,37 @@ func TestVolatile(t *testing.T) {
 		}
 	}
 }
+
+// Re-enabling a claimed disk means "format it again": a power cut right after
+// the new partition table must not bring the old filesystem back to life
+// (the same layout puts its superblock exactly where the new partition starts).
+func TestReenableNeverResurrectsOldFilesystem(t *testing.T) {
+	needRoot(t)
+	d := newDisk(t, 512, 512, header)
+	ns := newNamespace(t)
+	ns.mustStart(d)
+	old := btrfsOfPart(t, d.data()).FSIDString()
+	ns.sh("echo old > /home/old-file")
+	ns.close()
+	d.reboot(true)
+
+	ns = newNamespace(t)
+	if out, code := ns.lw("setup-persistence", "enable", "--yes", "--force", d.dev); code != 0 {
+		t.Fatalf("enable --force: %d %s", code, out)
+	}
+	ns.close()
+	d.reboot(true)
+	ns = newNamespace(t)
+	// Crash right after the partition table is written (steps 1-2).
+	ns.lw("setup-persistence", "--crash-after", "2", "--devices", d.dev)
+	ns.close()
+	d.reboot(true)
+	ns = newNamespace(t)
+	ns.mustStart(d)
+	if now := checkClaimed(t, ns, "single", "dup", d); now == old {
+		t.Errorf("the old filesystem %s came back instead of a new one", old)
+	}
+	if got := ns.sh("cat /home/old-file 2>/dev/null"); got != "" {
+		t.Errorf("old data visible after re-enable: %q", got)
+	}
+}
