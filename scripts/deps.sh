@@ -8,7 +8,7 @@ pkgs=(
   docker.io mmdebstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin
   grub-common mtools dosfstools cpio xz-utils kmod
   # tests: real disks and filesystems, QEMU
-  btrfs-progs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
+  btrfs-progs e2fsprogs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
   iptables ca-certificates
 )
 
