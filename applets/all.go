@@ -3,7 +3,9 @@ package applets
 import (
 	"fmt"
 
+	"lightwhale/applets/hostname"
 	"lightwhale/applets/persistence"
+	"lightwhale/applets/wifi"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/version"
 )
@@ -12,6 +14,8 @@ import (
 func init() {
 	registry = []Applet{
 		{Name: "setup-persistence", Aliases: []string{"S11persistence"}, Summary: "find, claim or volatile-mount the data filesystem and overlay /etc /var /home", Main: persistence.Main},
+		{Name: "setup-hostname", Summary: "set the host name (kernel, /etc/hostname, /etc/hosts), or print it", Main: hostname.Main},
+		{Name: "setup-wifi", Summary: "join a wireless network (WPA2-Personal or open), scan, show status", Main: wifi.Main},
 		{Name: "version", Summary: "print the Lightwhale version", Main: func(_ []string, s cli.IO) int {
 			fmt.Fprintln(s.Out, version.Version)
 			return 0

@@ -10,6 +10,10 @@ pkgs=(
   # tests: real disks and filesystems, QEMU
   btrfs-progs e2fsprogs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
   iptables ca-certificates
+  # wifi tests: an access point and a client on simulated radios
+  hostapd wpasupplicant busybox-static
+  # tests/: foreign ext4 disk, bare busybox reference boot
+  e2fsprogs busybox-static
 )
 
 missing=()

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lightwhale/internal/atomicfile"
 	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
 	"lightwhale/internal/probe"
@@ -141,7 +142,7 @@ func (a *applier) apply(s Step) (string, error) {
 		if err := os.MkdirAll(RunDir, 0o755); err != nil {
 			return "", err
 		}
-		return "", writeFileAtomic(ModeFile, []byte(s.Mode+"\n"), 0o644)
+		return "", atomicfile.WriteFile(ModeFile, []byte(s.Mode+"\n"), 0o644)
 	}
 	return "", fmt.Errorf("unknown step %v", s.Op)
 }

@@ -6,10 +6,10 @@ package persistence
 
 import (
 	"bytes"
-	"io"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
