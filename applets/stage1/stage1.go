@@ -1,0 +1,180 @@
+// Package stage1 is /init of the initramfs: it loads the few modules needed
+// to mount the root squashfs (loop, squashfs, overlay), attaches the squashfs
+// that the initramfs carries to a read-only loop device, mounts it and
+// switch_roots into /sbin/init. The squashfs lives in RAM from then on: the
+// boot medium is never touched again.
+package stage1
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/u-root/u-root/pkg/mount"
+	"github.com/u-root/u-root/pkg/mount/loop"
+	"golang.org/x/sys/unix"
+
+	"lightwhale/internal/cli"
+)
+
+const name = "init"
+
+const about = `Stage 1 of the Lightwhale boot, run by the kernel as /init of the
+initramfs (PID 1 only). It mounts /proc /sys /dev, loads the modules listed
+in /etc/modules, mounts /rootfs.squashfs read-only through a loop device on
+/newroot and switches root to /sbin/init (or to init= from the kernel
+command line).`
+
+// Paths inside the initramfs.
+const (
+	squashfsPath = "/rootfs.squashfs"
+	modulesPath  = "/etc/modules"
+	newRoot      = "/newroot"
+	defaultInit  = "/sbin/init"
+)
+
+// Main is the applet.
+func Main(args []string, stdio cli.IO) int {
+	fs := cli.NewFlagSet(name, "", about, stdio.Err)
+	if code, done := cli.Parse(fs, args); done {
+		return code
+	}
+	if os.Getpid() != 1 {
+		return cli.Fail(stdio, name, errors.New("only the kernel runs this, as PID 1 of the initramfs"))
+	}
+	if err := boot(stdio); err != nil {
+		// Returning would panic the kernel and scroll the reason away; stay
+		// with the message on the console instead.
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\nThe system cannot boot; it is halted.\n", err)
+		select {}
+	}
+	return 0 // not reached: boot execs init
+}
+
+func boot(stdio cli.IO) error {
+	for _, m := range []struct{ fstype, dir string }{
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.dir, err)
+		}
+		if _, err := mount.Mount(m.fstype, m.dir, m.fstype, "", unix.MS_NOSUID); err != nil {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read kernel command line: %w", err)
+	}
+	init := InitFromCmdline(string(cmdline))
+
+	loadModules(stdio)
+
+	dev, err := attachReadOnly(squashfsPath)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %w", newRoot, err)
+	}
+	if _, err := mount.Mount(dev, newRoot, "squashfs", "", unix.MS_RDONLY); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", squashfsPath, dev, newRoot, err)
+	}
+	fmt.Fprintf(stdio.Err, "lightwhale stage 1: root squashfs mounted from %s, starting %s\n", dev, init)
+	// SwitchRoot moves /dev /proc /sys, deletes the initramfs (the squashfs
+	// stays alive through the loop device) and execs init.
+	if err := mount.SwitchRoot(newRoot, init); err != nil {
+		return fmt.Errorf("switch root to %s: %w", newRoot, err)
+	}
+	return nil
+}
+
+// loadModules loads the listed modules with their dependencies. A failure is
+// reported, not fatal: a module may be built in, and the mount that follows
+// says clearly what is missing.
+func loadModules(stdio cli.IO) {
+	f, err := os.Open(modulesPath)
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\n", err)
+		return
+	}
+	defer f.Close()
+	names, err := ParseModules(f)
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %s: %v\n", modulesPath, err)
+	}
+	p, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: modules: %v\n", err)
+		return
+	}
+	for _, n := range names {
+		if err := p.Probe(n, ""); err != nil {
+			fmt.Fprintf(stdio.Err, "lightwhale stage 1: load module %s: %v\n", n, err)
+		}
+	}
+}
+
+// attachReadOnly attaches file to a free loop device and returns its path.
+// Both are opened read-only, so the kernel makes the loop device read-only.
+func attachReadOnly(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("open root image: %w", err)
+	}
+	defer f.Close()
+	dev, err := loop.FindDevice()
+	if err != nil {
+		return "", fmt.Errorf("find a free loop device: %w", err)
+	}
+	d, err := os.Open(dev)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer d.Close()
+	if err := loop.SetFD(int(d.Fd()), int(f.Fd())); err != nil {
+		return "", fmt.Errorf("attach %s to %s: %w", file, dev, err)
+	}
+	return dev, nil
+}
+
+// ParseModules reads a module list: one name per line; blank lines and
+// everything after a # are ignored. A line with more than one word is an
+// error (module parameters are not supported).
+func ParseModules(r io.Reader) ([]string, error) {
+	var names []string
+	s := bufio.NewScanner(r)
+	for n := 1; s.Scan(); n++ {
+		line, _, _ := strings.Cut(s.Text(), "#")
+		f := strings.Fields(line)
+		switch len(f) {
+		case 0:
+		case 1:
+			names = append(names, f[0])
+		default:
+			return names, fmt.Errorf("line %d: want one module name, got %q", n, strings.TrimSpace(line))
+		}
+	}
+	return names, s.Err()
+}
+
+// InitFromCmdline returns the program to switch to: the last init= of the
+// kernel command line (the kernel itself uses it only without an initramfs),
+// else /sbin/init. Arguments after "--" belong to init, not to us.
+func InitFromCmdline(cmdline string) string {
+	init := defaultInit
+	for _, f := range strings.Fields(cmdline) {
+		if f == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(f, "init="); ok && strings.HasPrefix(v, "/") {
+			init = v
+		}
+	}
+	return init
+}

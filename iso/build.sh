@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the Lightwhale ISO: rootfs image (rootfs/Dockerfile) -> squashfs ->
+# initramfs with the lightwhale binary as /init -> hybrid BIOS/UEFI ISO.
+# usage: iso/build.sh VERSION BIN OUT.iso    (all outputs go next to OUT)
+set -euo pipefail
+
+version=$1 bin=$2 out=$3
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "$(dirname "$out")" && pwd)
+image=lightwhale:$version
+export PATH=/usr/local/go/bin:$PATH
+
+step() { printf '== %s (%ss)\n' "$*" "$SECONDS"; }
+
+# 1. The base image. No registry answers on our machines: make it locally.
+if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+  step "making debian:bookworm-slim with mmdebstrap"
+  mmdebstrap --quiet --variant=minbase bookworm - | docker import - debian:bookworm-slim
+fi
+
+# 2. Docker Compose v2, built from the pinned module in rootfs/compose; cached
+# by version because it takes minutes.
+compose_version=$(awk '$1 == "github.com/docker/compose/v2" { print $2 }' "$src/rootfs/compose/go.mod")
+compose=$build/docker-compose-$compose_version
+if [ ! -x "$compose" ]; then
+  step "building docker compose $compose_version"
+  (cd "$src/rootfs/compose" && CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$compose_version" \
+    -o "$compose.tmp" github.com/docker/compose/v2/cmd)
+  mv "$compose.tmp" "$compose"
+fi
+
+# 3. The root filesystem image.
+step "building image $image"
+ctx=$build/rootfs-context
+rm -rf "$ctx" && mkdir -p "$ctx"
+cp -a "$src/rootfs/Dockerfile" "$src/rootfs/prune-modules.sh" "$src/rootfs/finish.sh" "$src/rootfs/overlay" "$ctx/"
+cp "$bin" "$ctx/lightwhale"
+cp "$compose" "$ctx/docker-compose"
+docker build --network host --build-arg "VERSION=$version" -t "$image" "$ctx"
+
+# 4. Its files. What Docker bind-mounts into every container (hostname, hosts,
+# resolv.conf) is replaced by what a booted machine needs.
+step "exporting the image"
+root=$build/rootfs
+rm -rf "$root" && mkdir -p "$root"
+cid=$(docker create "$image" /bin/true)
+docker export "$cid" | tar -x -C "$root"
+docker rm "$cid" >/dev/null
+rm -f "$root/.dockerenv" "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+ln -sfn ../run/resolv.conf "$root/etc/resolv.conf"
+
+# 5. The kernel goes to the ISO, not into the squashfs.
+iso=$build/iso-root
+rm -rf "$iso" && mkdir -p "$iso/boot/grub"
+mv "$root/boot/vmlinuz" "$iso/boot/vmlinuz"
+rm -rf "${root:?}/boot/"*
+kver=$(ls "$root/usr/lib/modules")
+
+# 6. The initramfs: /init (our binary), the few modules it loads, the squashfs.
+step "building the initramfs"
+initrd=$build/initramfs
+rm -rf "$initrd" && mkdir -p "$initrd"/{dev,proc,sys,run,newroot,etc,lib/modules/"$kver"}
+mknod -m 600 "$initrd/dev/console" c 5 1
+cp "$bin" "$initrd/init"
+grep -v '^#' "$src/iso/stage1-modules" > "$initrd/etc/modules"
+cp "$root/usr/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$initrd/lib/modules/$kver/"
+while read -r m; do
+  # "insmod /lib/modules/KVER/kernel/.../x.ko.xz" for each module and its deps.
+  modprobe -d "$root" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
+done < "$initrd/etc/modules" | sort -u | while read -r ko; do
+  rel=${ko#*/lib/modules/$kver/}
+  mkdir -p "$(dirname "$initrd/lib/modules/$kver/$rel")"
+  cp "$root/usr/lib/modules/$kver/$rel" "$initrd/lib/modules/$kver/$rel"
+done
+depmod -b "$initrd" "$kver"
+
+step "making the squashfs"
+mksquashfs "$root" "$initrd/rootfs.squashfs" -noappend -no-progress -quiet \
+  -comp xz -Xbcj x86 -b 1M
+# The squashfs is xz already: an uncompressed cpio boots fastest.
+(cd "$initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$iso/boot/initrd.img"
+
+# 7. The hybrid ISO (GRUB for BIOS and UEFI). Persistence recognises the boot
+# medium by the LIGHTWHALE volume label.
+step "making the ISO"
+sed "s/@VERSION@/$version/g" "$src/iso/grub.cfg" > "$iso/boot/grub/grub.cfg"
+# No GRUB translations, fonts or themes: the menu is plain text (saves ~11 MB).
+grub-mkrescue --locales= --fonts= --themes= -o "$out.tmp" "$iso" -- -volid "LIGHTWHALE_${version//[^0-9A-Za-z]/_}"
+mv "$out.tmp" "$out"
+step "done: $out ($(du -h "$out" | cut -f1))"

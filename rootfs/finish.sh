@@ -1,0 +1,48 @@
+#!/bin/sh
+# Last configuration and trimming of the root filesystem, run by the
+# Dockerfile after our overlay files are in place. $1 is the version.
+set -eu
+version=$1
+
+echo "Lightwhale $version" > /etc/lightwhale-release
+printf 'Lightwhale %s \\n \\l\n\n' "$version" > /etc/issue
+rm -f /etc/issue.net
+
+# busybox is init and fills in the tools Debian's minbase lacks (ip, udhcpc,
+# vi, wget, poweroff, reboot, ...); it never replaces a real tool.
+ln -sf /bin/busybox /sbin/init
+busybox --list-full | while read -r p; do
+  [ -e "/$p" ] || [ -L "/$p" ] || ln -s /bin/busybox "/$p"
+done
+
+# Our init scripts only: drop Debian's sysv/systemd service files.
+find /etc/init.d -mindepth 1 ! -name 'rc[SK]' ! -name 'S[0-9][0-9]*' -exec rm -f {} +
+rm -rf /etc/rc?.d /etc/systemd /usr/lib/systemd /etc/cron.* /etc/logrotate.d
+
+# Never ship secrets or identities: host keys and machine-id are made at first boot.
+rm -f /etc/ssh/ssh_host_* /var/lib/dbus/machine-id
+: > /etc/machine-id
+
+# sshd's PAM prints /etc/motd (ours is made at boot in /run); drop Debian's
+# dynamic motd line so it is not printed twice, and its static motd.
+sed -i '/pam_motd.so.*motd=\/run\/motd.dynamic/d' /etc/pam.d/sshd
+ln -sf /run/lightwhale/motd /etc/motd
+rm -f /etc/update-motd.d/*
+
+# udhcpc's default script, under both names busybox builds use.
+mkdir -p /etc/udhcpc
+ln -sf /usr/share/udhcpc/default.script /etc/udhcpc/default.script
+
+mkdir -p /mnt/lightwhale-data /var/log
+
+# No package manager, database, docs, man pages, locales; nothing that only
+# dpkg/debconf use (perl); no charset converters; no unused tools.
+rm -rf /var/lib/apt /var/cache/* /var/lib/dpkg /var/log/* /etc/apt /etc/dpkg \
+  /usr/bin/apt* /usr/bin/dpkg* /usr/sbin/dpkg* /usr/lib/apt /usr/lib/dpkg /usr/share/dpkg \
+  /usr/sbin/policy-rc.d /usr/share/debconf /usr/share/perl* /usr/lib/x86_64-linux-gnu/perl* \
+  /usr/bin/perl* /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale \
+  /usr/share/lintian /usr/lib/x86_64-linux-gnu/gconv /usr/share/i18n \
+  /usr/bin/dnet /usr/sbin/ovrouter /usr/lib/x86_64-linux-gnu/libperl.so* \
+  /usr/bin/ctr /usr/bin/containerd-stress /usr/bin/containerd-shim /usr/bin/containerd-shim-runc-v1 \
+  /usr/bin/btrfs-convert /usr/bin/btrfs-image /usr/bin/btrfs-find-root /usr/bin/btrfs-select-super \
+  /usr/lib/modules/*/modules.*.bin.tmp /tmp/* /root/.cache
