@@ -25,9 +25,11 @@ $(BIN): $(GOSRC)
 deps:
 	scripts/deps.sh
 
+# CUSTOM=path/to/Dockerfile (FROM lightwhale:$(VERSION)) adds your layer.
+CUSTOM ?=
 iso: deps $(ISO)
-$(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null)
-	iso/build.sh $(VERSION) $(BIN) $@
+$(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM)
+	CUSTOM=$(abspath $(CUSTOM)) iso/build.sh $(VERSION) $(BIN) $@
 
 run: iso
 	iso/run.sh $(ISO) $(DISKS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Lightwhale ISO: rootfs image (rootfs/Dockerfile) -> squashfs ->
 # initramfs with the lightwhale binary as /init -> hybrid BIOS/UEFI ISO.
-# usage: iso/build.sh VERSION BIN OUT.iso    (all outputs go next to OUT)
+# usage: [CUSTOM=Dockerfile] iso/build.sh VERSION BIN OUT.iso    (all outputs go next to OUT)
 set -euo pipefail
 
 version=$1 bin=$2 out=$3
@@ -38,6 +38,14 @@ cp -a "$src/rootfs/Dockerfile" "$src/rootfs/prune-modules.sh" "$src/rootfs/finis
 cp "$bin" "$ctx/lightwhale"
 cp "$compose" "$ctx/docker-compose"
 docker build --network host --build-arg "VERSION=$version" -t "$image" "$ctx"
+
+# 3b. A user's own image on top of ours (make iso CUSTOM=path/to/Dockerfile,
+# whose FROM is lightwhale:VERSION): its build context is its directory.
+if [ -n "${CUSTOM:-}" ]; then
+  step "building your image from $CUSTOM"
+  docker build --network host -t "lightwhale-custom:$version" -f "$CUSTOM" "$(dirname "$CUSTOM")"
+  image=lightwhale-custom:$version
+fi
 
 # 4. Its files. What Docker bind-mounts into every container (hostname, hosts,
 # resolv.conf) is replaced by what a booted machine needs.
