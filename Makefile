@@ -40,9 +40,18 @@ unit:
 
 # Everything: unit, privileged (loop devices, btrfs, namespaces) and the QEMU
 # boot tests against the ISO.
-test: iso
+test: iso $(BUILD)/stub-kernel
 	LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
+		LIGHTWHALE_STUB_KERNEL_ROOT=$(abspath $(BUILD)/stub-kernel) \
 		$(GO) test -count=1 -timeout 80m ./...
+
+# The ISO's own kernel and modules, laid out as a kernel package unpacks, for
+# the tests that boot a bare busybox guest (harness self-test, wifi radios).
+$(BUILD)/stub-kernel: $(ISO)
+	rm -rf $@ && kver=$$(ls $(BUILD)/rootfs/usr/lib/modules) && \
+	mkdir -p $@/boot $@/lib/modules && \
+	cp $(BUILD)/iso-root/boot/vmlinuz $@/boot/vmlinuz-$$kver && \
+	cp -a $(BUILD)/rootfs/usr/lib/modules/$$kver $@/lib/modules/
 
 bench: iso
 	LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \

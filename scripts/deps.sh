@@ -12,8 +12,6 @@ pkgs=(
   iptables ca-certificates
   # wifi tests: an access point and a client on simulated radios
   hostapd wpasupplicant busybox-static
-  # tests/: foreign ext4 disk, bare busybox reference boot
-  e2fsprogs busybox-static
 )
 
 missing=()

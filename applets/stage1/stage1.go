@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/mount"
@@ -49,8 +50,12 @@ func Main(args []string, stdio cli.IO) int {
 	if err := boot(stdio); err != nil {
 		// Returning would panic the kernel and scroll the reason away; stay
 		// with the message on the console instead.
-		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\nThe system cannot boot; it is halted.\n", err)
-		select {}
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\n%sThe system cannot boot; it is halted.\n", err, memoryHint())
+		// Sleep rather than block on select{}: with no goroutine left, the
+		// runtime would call that a deadlock, exit, and panic the kernel.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	return 0 // not reached: boot execs init
 }
@@ -177,4 +182,27 @@ func InitFromCmdline(cmdline string) string {
 		}
 	}
 	return init
+}
+
+// minRAM is the least memory the root squashfs (held in RAM) and dockerd
+// leave a working system in: measured by make bench.
+const minRAM = 512 << 20
+
+// memoryHint explains the usual cause of a failed unpack or mount: too
+// little RAM for the initramfs that carries the whole root filesystem.
+func memoryHint() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return ""
+	}
+	var kb uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+		}
+	}
+	if kb == 0 || kb*1024 >= minRAM {
+		return ""
+	}
+	return fmt.Sprintf("This machine has %d MiB of RAM; Lightwhale needs at least %d MiB.\n", kb/1024, minRAM>>20)
 }

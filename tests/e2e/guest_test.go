@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"lightwhale/tests/vm"
+)
+
+// Step deadlines. TCG is slow: a boot to SSH takes 30-90 s here, a docker
+// CLI call about 3 s; these are generous but still fail a hung guest fast.
+const (
+	bootTimeout   = 6 * time.Minute // power-on or reboot until SSH answers
+	dockerTimeout = 6 * time.Minute // SSH up until dockerd answers (two TCG guests share 2 cores)
+	cmdTimeout    = 3 * time.Minute // any one guest command
+	offTimeout    = 3 * time.Minute // poweroff until QEMU exits
+)
+
+// requireISO returns the ISO under test, or skips with the reason.
+func requireISO(t testing.TB) string {
+	t.Helper()
+	if why := vm.QEMU(); why != "" {
+		t.Skip(why)
+	}
+	iso := os.Getenv("LIGHTWHALE_ISO")
+	if iso == "" {
+		t.Skip("LIGHTWHALE_ISO is not set (make test sets it to the ISO from make iso)")
+	}
+	if _, err := os.Stat(iso); err != nil {
+		t.Skipf("LIGHTWHALE_ISO: %v", err)
+	}
+	return iso
+}
+
+// guest is a booted Lightwhale with the test's fatal helpers.
+type guest struct {
+	*vm.Machine
+	t   testing.TB
+	cfg vm.Config
+}
+
+// boot powers on a machine and waits for SSH.
+func boot(t testing.TB, cfg vm.Config) *guest {
+	t.Helper()
+	start := time.Now()
+	m, err := vm.Start(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &guest{Machine: m, t: t, cfg: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	if err := m.WaitSSH(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ssh up %.0f s after qemu start", time.Since(start).Seconds())
+	return g
+}
+
+// run runs a command as op and fails the test when it fails.
+func (g *guest) run(cmd string) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := g.Run(ctx, cmd)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// sudo runs a command as root and fails the test when it fails.
+func (g *guest) sudo(cmd string) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := g.Sudo(ctx, cmd)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// try runs a command as op and returns its error instead of failing.
+func (g *guest) try(cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := g.Run(ctx, cmd)
+	return strings.TrimSpace(out), err
+}
+
+// trySudo runs a command as root and returns its error instead of failing.
+func (g *guest) trySudo(cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := g.Sudo(ctx, cmd)
+	return strings.TrimSpace(out), err
+}
+
+// waitDocker polls until dockerd answers. The docker CLI itself takes about
+// 3 s per call under TCG, so the interval is the CLI's own latency.
+func (g *guest) waitDocker() {
+	g.t.Helper()
+	start := time.Now()
+	deadline := start.Add(dockerTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		out, err := g.try("docker version --format '{{.Server.Version}}'")
+		if err == nil && out != "" {
+			g.t.Logf("dockerd %s answered %.0f s after ssh", out, time.Since(start).Seconds())
+			return
+		}
+		last = err
+		time.Sleep(2 * time.Second)
+	}
+	g.t.Fatalf("dockerd did not answer within %s: %v\n%s", dockerTimeout, last, g.dockerDiag())
+}
+
+// dockerDiag gathers what explains a container that does not answer.
+func (g *guest) dockerDiag() string {
+	out, _ := g.trySudo("echo '# docker ps -a'; timeout 60 docker ps -a; echo '# /var/log/docker.log'; tail -n 40 /var/log/docker.log; echo '# ps'; ps")
+	return out
+}
+
+func (g *guest) reboot() {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := g.Reboot(ctx); err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Logf("rebooted: ssh up again after %.0f s", time.Since(start).Seconds())
+}
+
+func (g *guest) poweroff() {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), offTimeout)
+	defer cancel()
+	if err := g.Poweroff(ctx); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// mode is the persistence mode word in /run/lightwhale/mode.
+func (g *guest) mode() string {
+	g.t.Helper()
+	return g.run("cat /run/lightwhale/mode")
+}
+
+// mountFS returns the filesystem type mounted at dir (the topmost mount).
+func (g *guest) mountFS(dir string) string {
+	g.t.Helper()
+	return g.run(fmt.Sprintf("awk '$2 == %q { t = $3 } END { print t }' /proc/mounts", dir))
+}
+
+// bbImage is a container image built in the guest from its own static
+// busybox: no registry is needed. Its default command serves /www on :80.
+const bbImage = "local/bb"
+
+// buildBusyboxImage imports bbImage in the guest; page is served as
+// /index.html when no volume hides /www.
+func (g *guest) buildBusyboxImage(page string) {
+	g.t.Helper()
+	g.run(`set -e
+d=$(mktemp -d)
+mkdir -p "$d/bin" "$d/www"
+cp "$(readlink -f /bin/busybox)" "$d/bin/busybox"
+for a in sh httpd cat ls; do ln -s busybox "$d/bin/$a"; done
+echo ` + vm.ShellQuote(page) + ` >"$d/www/index.html"
+tar -C "$d" -c . | docker import -c 'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]' - ` + bbImage + ` >/dev/null
+rm -rf "$d"`)
+}
+
+// httpGet fetches a page from the guest's port 80 through the host forward.
+func (g *guest) httpGet(path string, within time.Duration) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	body, err := vm.HTTPGet(ctx, g.HTTPPort, path)
+	if err != nil {
+		g.t.Fatalf("%v\n%s", err, g.dockerDiag())
+	}
+	return strings.TrimSpace(body)
+}
+
+// disks makes sparse images in dir: one per spec, named disk0.img, ...
+type diskSpec struct {
+	sizeMiB int64
+	head    string // written at byte 0; "" for a blank disk
+	bus     vm.Bus
+}
+
+func makeDisks(t testing.TB, dir string, specs ...diskSpec) []vm.Disk {
+	t.Helper()
+	var ds []vm.Disk
+	for i, s := range specs {
+		p := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+		if err := vm.NewDisk(p, s.sizeMiB, s.head); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, vm.Disk{Path: p, Bus: s.bus})
+	}
+	return ds
+}
+
+// magic is the header exactly as the documented `echo | dd` writes it.
+const magic = vm.Magic + "\n"
+
+// wantMatch fails unless got matches the regular expression.
+func wantMatch(t testing.TB, what, got, re string) {
+	t.Helper()
+	if !regexp.MustCompile(re).MatchString(got) {
+		t.Fatalf("%s = %q; want a match for %s", what, got, re)
+	}
+}
+
+func wantEqual(t testing.TB, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %q; want %q", what, got, want)
+	}
+}

@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"lightwhale/tests/vm"
+)
+
+// diskMiB is big enough for the swap rule to give a swap partition (disks
+// under 2 GiB get none); images are sparse, so it costs nothing.
+const diskMiB = 4096
+
+// statusSays fails unless `setup-persistence status` reports the mode.
+func statusSays(t *testing.T, g *guest, mode string) string {
+	t.Helper()
+	st := g.sudo("setup-persistence status")
+	wantMatch(t, "setup-persistence status", st, `(?im)^mode:\s+`+mode+`\b`)
+	return st
+}
+
+// dataPartition finds the lightwhale-data partition the guest wrote, read
+// from the host, with its btrfs superblock.
+func dataPartition(t *testing.T, img string) (vm.Partition, vm.BtrfsSuper) {
+	t.Helper()
+	parts, err := vm.ReadGPT(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range parts {
+		names = append(names, p.Name)
+		if p.Name == "lightwhale-data" {
+			sb, err := vm.ReadBtrfsSuper(img, p.Offset())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p, sb
+		}
+	}
+	t.Fatalf("%s: no lightwhale-data partition; partitions %q", img, names)
+	return vm.Partition{}, vm.BtrfsSuper{}
+}
+
+// checkClaimedOnHost asserts the layout a claim leaves, read from the host
+// after power-off: GPT with lightwhale-swap and lightwhale-data, the final
+// label, and no tree log pending (a clean unmount).
+func checkClaimedOnHost(t *testing.T, disks []vm.Disk, wantDevices int) string {
+	t.Helper()
+	fsid := ""
+	for _, d := range disks {
+		parts, err := vm.ReadGPT(d.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range parts {
+			names = append(names, p.Name)
+		}
+		if strings.Join(names, ",") != "lightwhale-swap,lightwhale-data" {
+			t.Errorf("%s: partitions %q; want lightwhale-swap then lightwhale-data", d.Path, names)
+		}
+		_, sb := dataPartition(t, d.Path)
+		if sb.Label != "lightwhale-data" {
+			t.Errorf("%s: btrfs label %q; want lightwhale-data", d.Path, sb.Label)
+		}
+		if sb.LogRoot != 0 {
+			t.Errorf("%s: btrfs tree log pending (log_root %d): not unmounted cleanly at power-off", d.Path, sb.LogRoot)
+		}
+		if int(sb.NumDevices) != wantDevices {
+			t.Errorf("%s: btrfs has %d devices; want %d", d.Path, sb.NumDevices, wantDevices)
+		}
+		if fsid != "" && sb.FSID != fsid {
+			t.Errorf("%s: fsid %s differs from the other member's %s", d.Path, sb.FSID, fsid)
+		}
+		fsid = sb.FSID
+	}
+	return fsid
+}
+
+// Scenario 3: one magic disk is claimed at first boot, and everything a user
+// does survives a reboot.
+func TestPersistentOneDisk(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	disks := makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio})
+	g := boot(t, vm.Config{ISO: iso, Disks: disks})
+
+	wantEqual(t, "mode after the claim", g.mode(), "persistent")
+	wantEqual(t, "filesystem at /mnt/lightwhale-data", g.mountFS("/mnt/lightwhale-data"), "btrfs")
+	statusSays(t, g, "persistent")
+	wantMatch(t, "console", g.BootLog(), `setup-persistence: mode persistent`)
+
+	g.sudo(`set -e
+echo etc-kept >/etc/lw-e2e
+echo var-kept >/var/lw-e2e
+mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
+	g.run("echo home-kept >/home/op/lw-e2e")
+	g.waitDocker()
+	g.buildBusyboxImage("image-page")
+	g.run("docker run -d --name web --restart unless-stopped -p 80:80 -v /var/www:/www:ro " + bbImage)
+	wantEqual(t, "served before reboot", g.httpGet("/index.html", 2*time.Minute), "served-after-reboot")
+	firstKey := g.HostKeys[len(g.HostKeys)-1]
+
+	g.reboot()
+	wantEqual(t, "mode after reboot", g.mode(), "persistent")
+	for f, want := range map[string]string{"/etc/lw-e2e": "etc-kept", "/var/lw-e2e": "var-kept", "/home/op/lw-e2e": "home-kept"} {
+		wantEqual(t, f+" after reboot", g.run("cat "+f), want)
+	}
+	if k := g.HostKeys[len(g.HostKeys)-1]; k != firstKey {
+		t.Errorf("ssh host key changed across reboot: %s then %s", firstKey, k)
+	}
+	// The container comes back by itself (--restart unless-stopped).
+	wantEqual(t, "served after reboot", g.httpGet("/index.html", dockerTimeout), "served-after-reboot")
+	swaps := g.run("tail -n +2 /proc/swaps")
+	if !strings.Contains(swaps, "partition") {
+		t.Errorf("no swap partition active after reboot; /proc/swaps:\n%s", swaps)
+	}
+	st := statusSays(t, g, "persistent")
+	wantMatch(t, "status swap line", st, `(?m)^swap:\s+/dev/`)
+	g.poweroff()
+	checkClaimedOnHost(t, disks, 1)
+}
+
+// Scenario 4: several magic disks make one RAID1 filesystem, with the
+// metadata profile that matches the number of disks.
+func TestRAIDProfiles(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	for _, tc := range []struct {
+		disks          int
+		data, metadata string
+	}{
+		{2, "RAID1", "RAID1"},
+		{3, "RAID1", "RAID1C3"},
+	} {
+		t.Run(fmt.Sprintf("%d-disks", tc.disks), func(t *testing.T) {
+			var specs []diskSpec
+			for range tc.disks {
+				specs = append(specs, diskSpec{diskMiB, magic, vm.Virtio})
+			}
+			disks := makeDisks(t, t.TempDir(), specs...)
+			g := boot(t, vm.Config{ISO: iso, Disks: disks})
+			wantEqual(t, "mode", g.mode(), "persistent")
+			df := g.sudo("btrfs filesystem df /mnt/lightwhale-data")
+			wantMatch(t, "data profile", df, `(?m)^Data, `+tc.data+`:`)
+			wantMatch(t, "metadata profile", df, `(?m)^Metadata, `+tc.metadata+`:`)
+			show := g.sudo("btrfs filesystem show /mnt/lightwhale-data")
+			wantMatch(t, "btrfs filesystem show", show, fmt.Sprintf(`Total devices %d `, tc.disks))
+			if n := strings.Count(g.run("tail -n +2 /proc/swaps"), "partition"); n != tc.disks {
+				t.Errorf("%d swap partitions active; want one per disk (%d)", n, tc.disks)
+			}
+			statusSays(t, g, "persistent")
+			g.poweroff()
+			checkClaimedOnHost(t, disks, tc.disks)
+		})
+	}
+}
+
+// Scenario 5: a RAID1 member missing at boot: the survivor is mounted
+// degraded (never formatted), loudly; with the disk back, the boot is normal.
+func TestRAIDDegraded(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	disks := makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio}, diskSpec{diskMiB, magic, vm.Virtio})
+
+	g := boot(t, vm.Config{ISO: iso, Disks: disks})
+	wantEqual(t, "mode", g.mode(), "persistent")
+	g.run("echo raid-data >/home/op/lw-e2e")
+	g.poweroff()
+	fsid := checkClaimedOnHost(t, disks, 2)
+
+	// Boot with the second disk pulled.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks[:1]})
+	wantEqual(t, "mode with a member missing", g.mode(), "degraded")
+	st := statusSays(t, g, "degraded")
+	wantMatch(t, "console warning", g.BootLog(), `(?i)degraded`)
+	wantEqual(t, "data on the survivor", g.run("cat /home/op/lw-e2e"), "raid-data")
+	wantMatch(t, "data mount options", g.run("awk '$2 == \"/mnt/lightwhale-data\" { print $4 }' /proc/mounts"), `degraded`)
+	t.Logf("status while degraded:\n%s", st)
+	g.run("echo written-degraded >/home/op/lw-e2e-degraded")
+	g.poweroff()
+	if _, sb := dataPartition(t, disks[0].Path); sb.FSID != fsid {
+		t.Fatalf("the survivor's filesystem changed from %s to %s: it was formatted", fsid, sb.FSID)
+	}
+
+	// Put the disk back.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks})
+	wantEqual(t, "mode with both disks back", g.mode(), "persistent")
+	statusSays(t, g, "persistent")
+	wantEqual(t, "data after reattach", g.run("cat /home/op/lw-e2e /home/op/lw-e2e-degraded"), "raid-data\nwritten-degraded")
+	show := g.sudo("btrfs filesystem show /mnt/lightwhale-data")
+	if strings.Contains(show, "missing") {
+		t.Errorf("a device is still missing after reattach:\n%s", show)
+	}
+	// The rejoined member missed writes: setup-persistence must start the
+	// resync (balance of single chunks, then scrub) by itself.
+	wantMatch(t, "console on reattach", g.BootLog(), `(?i)restore redundancy`)
+	if !waitScrub(t, g, 3*time.Minute) {
+		t.Fatal("scrub did not finish within 3 minutes")
+	}
+	df := g.sudo("btrfs filesystem df /mnt/lightwhale-data")
+	if regexp.MustCompile(`(?m)^(Data|Metadata|System), single`).MatchString(df) {
+		t.Errorf("single-profile chunks remain after the resync:\n%s", df)
+	}
+	g.poweroff()
+	checkClaimedOnHost(t, disks, 2)
+
+	// Proof that redundancy is back: the disk that was away now holds what
+	// was written without it.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks[1:]})
+	wantEqual(t, "mode on the other member alone", g.mode(), "degraded")
+	wantEqual(t, "data on the member that was away", g.run("cat /home/op/lw-e2e /home/op/lw-e2e-degraded"), "raid-data\nwritten-degraded")
+	g.poweroff()
+}
+
+// waitScrub waits until no balance or scrub runs on the data filesystem.
+func waitScrub(t *testing.T, g *guest, within time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		bal, _ := g.trySudo("btrfs balance status /mnt/lightwhale-data")
+		scrub, _ := g.trySudo("btrfs scrub status /mnt/lightwhale-data")
+		if !strings.Contains(bal, "running") && !regexp.MustCompile(`(?i)status:\s+running`).MatchString(scrub) {
+			t.Logf("resync done:\n%s\n%s", bal, scrub)
+			return true
+		}
+		time.Sleep(5 * time.Second)
+	}
+	return false
+}
+
+// Scenario 9: poweroff leaves the data filesystem cleanly unmounted, and
+// `setup-persistence enable` on a blank disk gets it claimed at the next boot.
+func TestEnableAndCleanPoweroff(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	disks := makeDisks(t, t.TempDir(), diskSpec{diskMiB, "", vm.Virtio})
+
+	g := boot(t, vm.Config{ISO: iso, Disks: disks})
+	wantEqual(t, "mode on a blank disk", g.mode(), "volatile")
+	g.sudo("setup-persistence enable --yes /dev/vda")
+	head, err := vm.Head(disks[0].Path, len(vm.Magic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, "header written by enable", string(head), vm.Magic)
+
+	g.reboot()
+	wantEqual(t, "mode after enable and reboot", g.mode(), "persistent")
+	// An fsync'd write leaves a btrfs tree log until the next commit: only a
+	// clean unmount at power-off clears it.
+	g.run("echo survives-poweroff | dd of=/home/op/lw-e2e conv=fsync 2>/dev/null")
+	g.poweroff()
+	checkClaimedOnHost(t, disks, 1)
+
+	g = boot(t, vm.Config{ISO: iso, Disks: disks})
+	wantEqual(t, "mode after power cycle", g.mode(), "persistent")
+	wantEqual(t, "file written before poweroff", g.run("cat /home/op/lw-e2e"), "survives-poweroff")
+	if dm := g.sudo("dmesg | grep -i 'log replay' || true"); dm != "" {
+		t.Errorf("btrfs replayed a tree log at mount: the previous poweroff was unclean:\n%s", dm)
+	}
+	g.poweroff()
+}
+
+// Scenario 10: headless first contact: DHCP, sshd, and the default
+// hostname lightwhale-<8 hex of machine-id>, stable across reboots.
+func TestFirstContact(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	disks := makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio})
+	g := boot(t, vm.Config{ISO: iso, Disks: disks})
+
+	// busybox is named: op's PATH has no /sbin.
+	// QEMU's user network hands out 10.0.2.15 with router 10.0.2.2 and DNS
+	// 10.0.2.3 over DHCP only; finding all three proves a DHCP lease.
+	wantMatch(t, "ipv4 addresses", g.run("busybox ip -4 -o addr show scope global"), `inet 10\.0\.2\.15/24`)
+	wantMatch(t, "default route", g.run("busybox ip route show default"), `default via 10\.0\.2\.2`)
+	wantMatch(t, "resolv.conf", g.run("cat /etc/resolv.conf"), `(?m)^nameserver 10\.0\.2\.3`)
+	g.run("busybox pidof sshd")
+
+	host := g.run("hostname")
+	mid := g.run("cat /etc/machine-id")
+	wantMatch(t, "hostname", host, `^lightwhale-[0-9a-f]{8}$`)
+	wantMatch(t, "machine-id", mid, `^[0-9a-f]{32}$`)
+	wantEqual(t, "hostname", host, "lightwhale-"+mid[:8])
+	wantEqual(t, "mode", g.mode(), "persistent")
+
+	g.reboot()
+	wantEqual(t, "hostname after reboot", g.run("hostname"), host)
+	wantEqual(t, "machine-id after reboot", g.run("cat /etc/machine-id"), mid)
+	g.poweroff()
+}

@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"lightwhale/tests/vm"
+)
+
+// dataRoot is Docker's data-root in both modes (DESIGN.md, Persistence 8).
+const dataRoot = "/mnt/lightwhale-data/lightwhale-state/docker"
+
+// checkDockerServes proves the promise of the product: dockerd answers, a
+// locally imported image runs with -p 80:80, and the host reaches it.
+func checkDockerServes(t *testing.T, g *guest, page string) {
+	t.Helper()
+	g.waitDocker()
+	wantEqual(t, "docker info driver and root", g.run("docker info --format '{{.Driver}} {{.DockerRootDir}}'"), "overlay2 "+dataRoot)
+	g.buildBusyboxImage(page)
+	g.run("docker run -d --name web -p 80:80 " + bbImage)
+	wantEqual(t, "page served from the container via the host forward", g.httpGet("/index.html", 2*time.Minute), page)
+}
+
+// Scenario 1: volatile, BIOS.
+func TestVolatileBIOS(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	g := boot(t, vm.Config{ISO: iso})
+
+	wantEqual(t, "mode", g.mode(), "volatile")
+	wantMatch(t, "setup-persistence status", g.sudo("setup-persistence status"), `(?i)\bvolatile\b`)
+	wantEqual(t, "filesystem at /mnt/lightwhale-data", g.mountFS("/mnt/lightwhale-data"), "tmpfs")
+	for _, dir := range []string{"/etc", "/var", "/home"} {
+		wantEqual(t, "filesystem at "+dir, g.mountFS(dir), "overlay")
+	}
+	wantMatch(t, "/etc/lightwhale-release", g.run("cat /etc/lightwhale-release"), `\d+\.\d+`)
+
+	checkDockerServes(t, g, "volatile-bios-page")
+
+	g.sudo("echo volatile >/etc/lw-e2e-marker && echo volatile >/home/op/lw-e2e-marker")
+	g.reboot()
+	for _, f := range []string{"/etc/lw-e2e-marker", "/home/op/lw-e2e-marker"} {
+		if out, err := g.try("cat " + f); err == nil {
+			t.Errorf("%s survived a reboot in volatile mode: %q", f, out)
+		}
+	}
+	wantEqual(t, "mode after reboot", g.mode(), "volatile")
+	g.poweroff()
+}
+
+// Scenario 2: UEFI (OVMF) reaches the same point.
+func TestUEFI(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	g := boot(t, vm.Config{ISO: iso, Firmware: vm.UEFI})
+	// Only a kernel booted by UEFI firmware has /sys/firmware/efi.
+	g.run("test -d /sys/firmware/efi")
+	wantEqual(t, "mode", g.mode(), "volatile")
+	checkDockerServes(t, g, "uefi-page")
+	g.poweroff()
+}
+
+// Scenario 8: the root filesystem cannot be deleted, and the system keeps
+// working through the attempt; a reboot restores everything.
+func TestImmutability(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	g := boot(t, vm.Config{ISO: iso})
+	g.waitDocker()
+
+	out, err := g.trySudo("rm -rf /bin /lib /usr/bin/dockerd")
+	if err == nil {
+		t.Fatalf("sudo rm -rf /bin /lib succeeded on an immutable root:\n%s", out)
+	}
+	wantMatch(t, "rm's complaint", out, `(?i)read-only`)
+	if _, err := g.trySudo("touch /usr/lw-e2e"); err == nil {
+		t.Fatal("wrote a file under /usr: the root is not read-only")
+	}
+	wantEqual(t, "root filesystem type", g.mountFS("/"), "squashfs")
+
+	// Still working: tools, a fresh SSH login, sudo, docker.
+	g.run("test -x /bin/busybox && ls /lib >/dev/null && cat /etc/lightwhale-release >/dev/null")
+	if err := g.Reconnect(t.Context()); err != nil {
+		t.Fatalf("new ssh login after the rm attempt: %v", err)
+	}
+	wantEqual(t, "sudo id -u", g.sudo("id -u"), "0")
+	g.run("docker version --format '{{.Server.Version}}'")
+
+	// What the overlays allow may be changed; a reboot puts it all back.
+	g.sudo("rm -f /etc/motd; echo changed >/etc/lw-e2e-marker")
+	g.reboot()
+	g.run("test -x /bin/busybox && test -d /lib && test ! -e /etc/lw-e2e-marker")
+	g.waitDocker()
+	if strings.Contains(g.run("ls /"), "lw-e2e") {
+		t.Fatal("a file from the previous boot is in /")
+	}
+	g.poweroff()
+}

@@ -1,0 +1,171 @@
+package vm
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ISOFiles lists the files in an ISO 9660 image with their sizes, read with
+// xorriso (no mount, no root).
+func ISOFiles(iso string) (map[string]int64, error) {
+	out, err := exec.Command("xorriso", "-indev", iso, "-find", "/", "-type", "f", "-exec", "lsdl", "--").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("xorriso list %s: %w: %s", iso, err, out)
+	}
+	files := map[string]int64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		// -rw-r--r--    1 0        0         12345 Nov 22 08:00 '/boot/vmlinuz'
+		if !strings.HasPrefix(line, "-") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 9 {
+			continue
+		}
+		var size int64
+		if _, err := fmt.Sscan(f[4], &size); err != nil {
+			continue
+		}
+		name := strings.Join(f[8:], " ")
+		files[strings.Trim(name, "'")] = size
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("xorriso list %s: no files found in output:\n%s", iso, out)
+	}
+	return files, nil
+}
+
+// ExtractFromISO copies one file out of an ISO image to dst.
+func ExtractFromISO(iso, file, dst string) error {
+	out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", file, dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("xorriso extract %s from %s: %w: %s", file, iso, err, out)
+	}
+	return os.Chmod(dst, 0o644)
+}
+
+// BootFiles are the kernel and initramfs the ISO's bootloader loads.
+type BootFiles struct{ Kernel, Initrd string }
+
+// FindBootFiles guesses the kernel and initramfs inside the ISO by name:
+// the largest file named like a kernel, and the largest named like an
+// initramfs (which carries the root squashfs).
+func FindBootFiles(files map[string]int64) (BootFiles, error) {
+	var b BootFiles
+	pick := func(dst *string, match func(string) bool) {
+		var names []string
+		for n := range files {
+			if match(strings.ToLower(path.Base(n))) && !strings.Contains(strings.ToLower(n), "efi/") {
+				names = append(names, n)
+			}
+		}
+		sort.Slice(names, func(i, j int) bool { return files[names[i]] > files[names[j]] })
+		if len(names) > 0 {
+			*dst = names[0]
+		}
+	}
+	pick(&b.Kernel, func(n string) bool {
+		return strings.HasPrefix(n, "vmlinuz") || n == "bzimage" || strings.HasPrefix(n, "linux") && !strings.Contains(n, ".c32")
+	})
+	pick(&b.Initrd, func(n string) bool {
+		return strings.HasPrefix(n, "initrd") || strings.HasPrefix(n, "initramfs") || strings.HasPrefix(n, "rootfs")
+	})
+	if b.Kernel == "" || b.Initrd == "" {
+		return b, fmt.Errorf("no kernel/initramfs found among %d files in the iso (have kernel %q, initrd %q)", len(files), b.Kernel, b.Initrd)
+	}
+	return b, nil
+}
+
+// Decompress turns an initramfs (or part of one) into plain bytes, using the
+// compressor its magic names.
+func Decompress(data []byte) ([]byte, error) {
+	var tool []string
+	switch {
+	case bytes.HasPrefix(data, []byte("070701")), bytes.HasPrefix(data, []byte("070702")):
+		return data, nil
+	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
+		tool = []string{"gzip", "-dc"}
+	case bytes.HasPrefix(data, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		tool = []string{"xz", "-dc"}
+	case bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		tool = []string{"zstd", "-dcq"}
+	case bytes.HasPrefix(data, []byte{0x02, 0x21, 0x4c, 0x18}):
+		tool = []string{"lz4", "-dcq"}
+	default:
+		n := min(len(data), 8)
+		return nil, fmt.Errorf("%w: unknown magic % x", ErrNotCpio, data[:n])
+	}
+	cmd := exec.Command(tool[0], tool[1:]...)
+	cmd.Stdin = bytes.NewReader(data)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	// Compressed initramfs segments may carry trailing padding that makes the
+	// tool complain after a complete stream; keep what came out then.
+	if err := cmd.Run(); err != nil && out.Len() == 0 {
+		return nil, fmt.Errorf("%s: %w: %s", tool[0], err, errb.String())
+	}
+	return out.Bytes(), nil
+}
+
+// InitramfsEntries unpacks every archive of an initramfs file: plain newc
+// archives, optionally followed by one compressed stream of archives, as the
+// kernel accepts them (early microcode + main).
+func InitramfsEntries(path string) ([]CpioEntry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read initramfs: %w", err)
+	}
+	var all []CpioEntry
+	compressed := false
+	for {
+		data = bytes.TrimLeft(data, "\x00")
+		if len(data) == 0 {
+			return all, nil
+		}
+		if !bytes.HasPrefix(data, []byte("0707")) {
+			if compressed {
+				return all, fmt.Errorf("initramfs %s: data after the compressed stream", path)
+			}
+			// The rest is one compressed stream of archives.
+			if data, err = Decompress(data); err != nil {
+				return all, fmt.Errorf("initramfs %s: %w", path, err)
+			}
+			compressed = true
+			continue
+		}
+		es, n, err := ReadCpio(data)
+		all = append(all, es...)
+		if err != nil {
+			return all, fmt.Errorf("initramfs %s: %w", path, err)
+		}
+		data = data[n:]
+	}
+}
+
+// SquashfsSize finds the root squashfs: a file in the ISO named *.squashfs
+// or *.sfs, else a squashfs ("hsqs") file inside the initramfs. It returns
+// where it was found and its size.
+func SquashfsSize(iso string, files map[string]int64, initrd string) (string, int64, error) {
+	for n, s := range files {
+		l := strings.ToLower(n)
+		if strings.HasSuffix(l, ".squashfs") || strings.HasSuffix(l, ".sfs") {
+			return n, s, nil
+		}
+	}
+	es, err := InitramfsEntries(initrd)
+	if err != nil && len(es) == 0 {
+		return "", 0, err
+	}
+	for _, e := range es {
+		if e.Mode&0o170000 == ModeFile && bytes.HasPrefix(e.Data, []byte("hsqs")) {
+			return "initramfs:/" + strings.TrimPrefix(e.Name, "/"), int64(len(e.Data)), nil
+		}
+	}
+	return "", 0, fmt.Errorf("no squashfs in %s nor in its initramfs (%d entries)", filepath.Base(iso), len(es))
+}

@@ -1,0 +1,428 @@
+// Package vm boots Lightwhale (or a stub guest) in QEMU for end-to-end tests:
+// real firmware, real disks as sparse raw images, a serial console kept as a
+// log file, and SSH through a loopback-only host forward.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Firmware selects what QEMU boots with.
+type Firmware int
+
+const (
+	// BIOS is QEMU's default SeaBIOS.
+	BIOS Firmware = iota
+	// UEFI is OVMF.
+	UEFI
+)
+
+func (f Firmware) String() string {
+	if f == UEFI {
+		return "uefi"
+	}
+	return "bios"
+}
+
+// Bus is how a disk is attached.
+type Bus string
+
+const (
+	Virtio Bus = "virtio" // virtio-blk: /dev/vdX in the guest
+	AHCI   Bus = "ahci"   // SATA: /dev/sdX in the guest
+)
+
+// Disk is a raw image attached to the guest.
+type Disk struct {
+	Path string
+	Bus  Bus  // Virtio when empty
+	Boot bool // boot from it (the ISO written raw, the USB-stick case)
+}
+
+// Config describes one QEMU machine. Exactly one of ISO, a Boot disk, or
+// Kernel must be set.
+type Config struct {
+	Name     string // names the serial log; the test name when empty
+	ISO      string // attached as a CD-ROM and booted from
+	Kernel   string // direct kernel boot (stub and bare reference guests)
+	Initrd   string
+	Append   string
+	Firmware Firmware
+	MemMiB   int // 2048 when zero
+	CPUs     int // 2 when zero
+	Disks    []Disk
+	// LogDir keeps the serial logs; a test temp dir when empty.
+	LogDir string
+}
+
+// OVMFPath is the UEFI firmware image Debian's ovmf package installs.
+const OVMFPath = "/usr/share/ovmf/OVMF.fd"
+
+// Machine is a running QEMU process. QEMU keeps running across guest
+// reboots; it exits when the guest powers off.
+type Machine struct {
+	t        testing.TB
+	cfg      Config
+	SSHPort  int
+	HTTPPort int
+	// Serial is the path of the serial console log of this QEMU process.
+	Serial string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	errMu  sync.Mutex
+	err    error // QEMU's exit status once exited is closed
+
+	ssh *Client // current SSH connection, nil until WaitSSH
+	// bootSerialOffset is where the current boot's console output starts in
+	// Serial, so a failure can show the boot that failed.
+	bootSerialOffset int64
+	HostKeys         []string // SSH host key fingerprints seen, one per connection
+}
+
+// QEMU reports why VM tests cannot run here, or "" when they can.
+func QEMU() string {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+	}
+	return ""
+}
+
+// hasKVM reports whether hardware acceleration can be used.
+func hasKVM() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// freePort asks the kernel for an unused loopback TCP port. Another process
+// could take it before QEMU binds it; Start retries on that.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// args builds QEMU's command line.
+func (c Config) args(serial string, sshPort, httpPort int) ([]string, error) {
+	mem, cpus := c.MemMiB, c.CPUs
+	if mem == 0 {
+		mem = 2048
+	}
+	if cpus == 0 {
+		cpus = 2
+	}
+	a := []string{
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-vga", "std", // the ISO's console is on VGA as well; keep it a real machine
+		"-m", strconv.Itoa(mem),
+		"-smp", strconv.Itoa(cpus),
+		"-serial", "file:" + serial,
+		"-monitor", "none",
+		"-device", "virtio-rng-pci", // sshd makes host keys at first boot: entropy
+		"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:80", sshPort, httpPort),
+	}
+	if hasKVM() {
+		a = append(a, "-accel", "kvm", "-cpu", "host")
+	} else {
+		// TCG: "max" exposes the instructions Debian's userland may probe for.
+		a = append(a, "-accel", "tcg", "-cpu", "max")
+	}
+	if c.Firmware == UEFI {
+		if _, err := os.Stat(OVMFPath); err != nil {
+			return nil, fmt.Errorf("uefi firmware: %w (apt-get install ovmf)", err)
+		}
+		a = append(a, "-bios", OVMFPath)
+	}
+
+	boots := 0
+	if c.ISO != "" {
+		boots++
+		a = append(a,
+			"-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file="+c.ISO,
+			"-device", "ide-cd,drive=cd0,bootindex=0")
+	}
+	if c.Kernel != "" {
+		boots++
+		a = append(a, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			a = append(a, "-initrd", c.Initrd)
+		}
+		if c.Append != "" {
+			a = append(a, "-append", c.Append)
+		}
+	}
+	ahci := false
+	for i, d := range c.Disks {
+		id := fmt.Sprintf("disk%d", i)
+		// cache=unsafe: no host fsync for guest flushes (fast under TCG); the
+		// data still reaches the image file, which outlives QEMU.
+		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", id, d.Path))
+		dev := ""
+		switch d.Bus {
+		case Virtio, "":
+			dev = "virtio-blk-pci,drive=" + id
+		case AHCI:
+			if !ahci {
+				a = append(a, "-device", "ahci,id=ahci0")
+				ahci = true
+			}
+			dev = fmt.Sprintf("ide-hd,drive=%s,bus=ahci0.%d", id, i)
+		default:
+			return nil, fmt.Errorf("disk %s: unknown bus %q", d.Path, d.Bus)
+		}
+		if d.Boot {
+			boots++
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-device", dev)
+	}
+	if boots != 1 {
+		return nil, fmt.Errorf("machine %q: need exactly one of ISO, Kernel or a boot disk, have %d", c.Name, boots)
+	}
+	return a, nil
+}
+
+// Start boots a machine and registers its cleanup: on failure the tail of the
+// serial log is printed, and QEMU is killed if still running.
+func Start(t testing.TB, cfg Config) (*Machine, error) {
+	t.Helper()
+	if why := QEMU(); why != "" {
+		return nil, errors.New(why)
+	}
+	if cfg.Name == "" {
+		cfg.Name = strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	}
+	if cfg.LogDir == "" {
+		cfg.LogDir = os.Getenv("LIGHTWHALE_TEST_LOGS")
+		if cfg.LogDir == "" {
+			cfg.LogDir = testLogDir(t)
+		}
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	serial, err := nextLogPath(cfg.LogDir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+
+	var m *Machine
+	for attempt := 0; ; attempt++ {
+		m, err = startOnce(t, cfg, serial)
+		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "forward") {
+			break
+		}
+		// Lost a race for a free port: pick others.
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		m.Kill()
+		if t.Failed() {
+			t.Logf("serial console of %s (%s), last lines:\n%s", cfg.Name, m.Serial, m.SerialTail(200))
+		}
+	})
+	t.Logf("%s: qemu pid %d, %s, %d MiB, ssh 127.0.0.1:%d, http 127.0.0.1:%d, serial %s",
+		cfg.Name, m.cmd.Process.Pid, cfg.Firmware, memOr(cfg.MemMiB), m.SSHPort, m.HTTPPort, serial)
+	return m, nil
+}
+
+// logDirs keeps one log directory per test, so that every power-on of a
+// test's machine lands beside the earlier ones (NAME-2.serial.log, ...).
+var logDirs sync.Map
+
+func testLogDir(t testing.TB) string {
+	if d, ok := logDirs.Load(t.Name()); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	logDirs.Store(t.Name(), d)
+	t.Cleanup(func() { logDirs.Delete(t.Name()) })
+	return d
+}
+
+func memOr(m int) int {
+	if m == 0 {
+		return 2048
+	}
+	return m
+}
+
+// nextLogPath picks NAME.serial.log, or NAME-2.serial.log etc. for later
+// power-ons of the same test, so each QEMU process keeps its own log.
+func nextLogPath(dir, name string) (string, error) {
+	for i := 1; i < 100; i++ {
+		p := filepath.Join(dir, name+".serial.log")
+		if i > 1 {
+			p = filepath.Join(dir, fmt.Sprintf("%s-%d.serial.log", name, i))
+		}
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("too many serial logs for %s in %s", name, dir)
+}
+
+func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
+	sshPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args, err := cfg.args(serial, sshPort, httpPort)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	m := &Machine{t: t, cfg: cfg, SSHPort: sshPort, HTTPPort: httpPort, Serial: serial, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		m.errMu.Lock()
+		if err != nil {
+			m.err = fmt.Errorf("qemu: %w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		m.errMu.Unlock()
+		close(m.exited)
+	}()
+	// QEMU fails within moments on a bad command line or a taken port.
+	select {
+	case <-m.exited:
+		return nil, fmt.Errorf("qemu exited at start: %w (args %q)", m.exitErr(), args)
+	case <-time.After(500 * time.Millisecond):
+	}
+	return m, nil
+}
+
+func (m *Machine) exitErr() error {
+	m.errMu.Lock()
+	defer m.errMu.Unlock()
+	if m.err == nil {
+		return errors.New("exit status 0")
+	}
+	return m.err
+}
+
+// Exited reports whether the QEMU process has ended.
+func (m *Machine) Exited() bool {
+	select {
+	case <-m.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitExit waits for QEMU to end by itself (the guest powered off).
+func (m *Machine) WaitExit(ctx context.Context) error {
+	select {
+	case <-m.exited:
+		m.errMu.Lock()
+		defer m.errMu.Unlock()
+		return m.err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: guest did not power off: %w", m.cfg.Name, ctx.Err())
+	}
+}
+
+// Kill ends QEMU at once (a pulled power cord) and waits for it.
+func (m *Machine) Kill() {
+	if m.ssh != nil {
+		m.ssh.Close()
+		m.ssh = nil
+	}
+	if m.Exited() {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+}
+
+// SerialLog returns the whole serial console log of this QEMU process.
+func (m *Machine) SerialLog() string {
+	b, _ := os.ReadFile(m.Serial)
+	return string(b)
+}
+
+// BootLog returns the console output of the current boot only.
+func (m *Machine) BootLog() string {
+	s := m.SerialLog()
+	if int(m.bootSerialOffset) <= len(s) {
+		return s[m.bootSerialOffset:]
+	}
+	return s
+}
+
+// SerialTail returns the last n lines of the serial log.
+func (m *Machine) SerialTail(n int) string {
+	lines := strings.Split(m.SerialLog(), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WaitSerial waits until the current boot's console shows substr.
+func (m *Machine) WaitSerial(ctx context.Context, substr string) error {
+	for {
+		if strings.Contains(m.BootLog(), substr) {
+			return nil
+		}
+		if err := m.guestDead(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: console never showed %q: %w", m.cfg.Name, substr, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// guestDead reports a guest that can no longer come up: QEMU gone, or a
+// kernel panic on the console. Waits use it to fail fast.
+func (m *Machine) guestDead() error {
+	if m.Exited() {
+		return fmt.Errorf("%s: qemu exited: %w", m.cfg.Name, m.exitErr())
+	}
+	if log := m.BootLog(); strings.Contains(log, "Kernel panic") {
+		i := strings.Index(log, "Kernel panic")
+		return fmt.Errorf("%s: %s", m.cfg.Name, firstLine(log[i:]))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return strings.TrimSpace(s)
+}

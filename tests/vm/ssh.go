@@ -1,0 +1,256 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// The default login of every Lightwhale (seed 000).
+const (
+	User     = "op"
+	Password = "opsecret"
+)
+
+// Client is one SSH connection to the guest.
+type Client struct {
+	c       *ssh.Client
+	HostKey string // SHA256 fingerprint the server presented
+}
+
+// Close ends the connection.
+func (c *Client) Close() error { return c.c.Close() }
+
+// dial makes one SSH connection attempt. The host forward accepts TCP even
+// before the guest listens, so only a finished handshake counts.
+func dial(ctx context.Context, port int) (*Client, error) {
+	var hostKey string
+	cfg := &ssh.ClientConfig{
+		User: User,
+		Auth: []ssh.AuthMethod{
+			ssh.Password(Password),
+			ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
+				ans := make([]string, len(qs))
+				for i := range ans {
+					ans[i] = Password
+				}
+				return ans, nil
+			}),
+		},
+		// Every boot of a volatile guest has new host keys; the tests
+		// compare fingerprints themselves where it matters.
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			hostKey = ssh.FingerprintSHA256(key)
+			return nil
+		},
+		Timeout: 20 * time.Second,
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// Bound the handshake: a guest that is half up may never answer.
+	deadline := time.Now().Add(30 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Client{c: ssh.NewClient(sc, chans, reqs), HostKey: hostKey}, nil
+}
+
+// Run runs a shell command in the guest and returns its combined output.
+// A non-zero exit is an error that carries the output.
+func (c *Client) Run(ctx context.Context, cmd string) (string, error) {
+	s, err := c.c.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("ssh session: %w", err)
+	}
+	defer s.Close()
+	var out lockedBuffer
+	s.Stdout = &out
+	s.Stderr = &out
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGKILL)
+		s.Close()
+		return out.String(), fmt.Errorf("guest command %q: %w; output so far:\n%s", cmd, ctx.Err(), out.String())
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("guest command %q: %w; output:\n%s", cmd, err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
+}
+
+// WaitSSH waits until the guest accepts op/opsecret over SSH, failing fast
+// when QEMU exits or the kernel panics.
+func (m *Machine) WaitSSH(ctx context.Context) error {
+	if m.ssh != nil {
+		return nil
+	}
+	var last error
+	for {
+		if err := m.guestDead(); err != nil {
+			return fmt.Errorf("waiting for ssh: %w", err)
+		}
+		c, err := dial(ctx, m.SSHPort)
+		if err == nil {
+			m.ssh = c
+			m.HostKeys = append(m.HostKeys, c.HostKey)
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: ssh never came up on 127.0.0.1:%d: %w (last error: %v)", m.cfg.Name, m.SSHPort, ctx.Err(), last)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// Run runs cmd in the guest as op over the current SSH connection.
+func (m *Machine) Run(ctx context.Context, cmd string) (string, error) {
+	if m.ssh == nil {
+		return "", errors.New("not connected: call WaitSSH first")
+	}
+	return m.ssh.Run(ctx, cmd)
+}
+
+// Sudo runs cmd as root. The password is fed on stdin whether or not sudo
+// asks for it, so cmd itself must not read stdin.
+func (m *Machine) Sudo(ctx context.Context, cmd string) (string, error) {
+	return m.Run(ctx, "echo "+Password+" | sudo -S -p '' sh -c "+ShellQuote(cmd))
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// BootID is the kernel's random id of the current boot.
+func (m *Machine) BootID(ctx context.Context) (string, error) {
+	out, err := m.Run(ctx, "cat /proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(out), err
+}
+
+// Uptime is the guest's /proc/uptime in seconds.
+func (m *Machine) Uptime(ctx context.Context) (float64, error) {
+	out, err := m.Run(ctx, "cat /proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	return ParseUptime(out)
+}
+
+// ParseUptime reads the first field of /proc/uptime.
+func ParseUptime(s string) (float64, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("parse uptime %q: empty", s)
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse uptime %q: %w", s, err)
+	}
+	return v, nil
+}
+
+// Reboot reboots the guest for real and waits until SSH answers from a new
+// boot (a different boot id). QEMU itself keeps running.
+func (m *Machine) Reboot(ctx context.Context) error {
+	old, err := m.BootID(ctx)
+	if err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	m.markBoot()
+	// The connection drops while the command runs: its error means nothing.
+	_, _ = m.Sudo(ctxTimeout(ctx, 20*time.Second), "reboot")
+	m.dropSSH()
+	for {
+		if err := m.WaitSSH(ctx); err != nil {
+			return fmt.Errorf("reboot: %w", err)
+		}
+		id, err := m.BootID(ctx)
+		if err == nil && id != old {
+			return nil
+		}
+		// Still the old boot (shutdown not yet reached sshd): try again.
+		m.dropSSH()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reboot: guest still on boot %s: %w", old, ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// Poweroff powers the guest off for real and waits for QEMU to exit.
+func (m *Machine) Poweroff(ctx context.Context) error {
+	m.markBoot()
+	_, _ = m.Sudo(ctxTimeout(ctx, 20*time.Second), "poweroff")
+	m.dropSSH()
+	return m.WaitExit(ctx)
+}
+
+func (m *Machine) dropSSH() {
+	if m.ssh != nil {
+		m.ssh.Close()
+		m.ssh = nil
+	}
+}
+
+// markBoot notes where the next boot's console output will start.
+func (m *Machine) markBoot() {
+	m.bootSerialOffset = int64(len(m.SerialLog()))
+}
+
+// ctxTimeout derives a context the caller need not cancel: it ends with
+// the parent or after d.
+func ctxTimeout(parent context.Context, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(parent, d)
+	go func() { <-ctx.Done(); cancel() }()
+	return ctx
+}
+
+// lockedBuffer collects stdout and stderr, which arrive on two goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Reconnect drops the SSH connection and makes a new one: proves sshd still
+// accepts logins (e.g. after an attempt to delete the system).
+func (m *Machine) Reconnect(ctx context.Context) error {
+	m.dropSSH()
+	return m.WaitSSH(ctx)
+}
