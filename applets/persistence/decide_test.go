@@ -1,21 +1,17 @@
 package persistence
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"lightwhale/internal/golden"
 
 	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
 	"lightwhale/internal/probe"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func seqGUID() func() gpt.GUID {
 	n := 0
@@ -81,7 +77,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Decide(tt.disks, seqGUID()).String()
-			golden(t, filepath.Join("testdata", "plan-"+tt.name+".golden"), got)
+			golden.Check(t, filepath.Join("testdata", "plan-"+tt.name+".golden"), got)
 		})
 	}
 }
@@ -141,21 +137,5 @@ func TestProfiles(t *testing.T) {
 	df := "Data, RAID1: total=1.00GiB, used=0.00B\nSystem, RAID1: total=8.00MiB, used=16.00KiB\nMetadata, RAID1C3: total=256.00MiB, used=112.00KiB\nGlobalReserve, single: total=3.25MiB, used=0.00B\n"
 	if got := profiles(df); got != "data raid1, metadata raid1c3" {
 		t.Errorf("profiles = %q", got)
-	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }

@@ -3,9 +3,7 @@ package wifi
 import (
 	"bytes"
 	"encoding/hex"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // The test vector of IEEE 802.11i-2004, annex H.4.
 func TestDerivePSKVector(t *testing.T) {
@@ -246,7 +243,7 @@ func TestPasswordSources(t *testing.T) {
 }
 
 // TestGolden compares whole configuration files with testdata/*.conf
-// (go test -run Golden -update rewrites them).
+// (go test -run Golden -update rewrites them: internal/golden).
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		file string
@@ -262,17 +259,7 @@ func TestGolden(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", tt.file, code, errs)
 		}
-		path := filepath.Join("testdata", tt.file)
-		if *update {
-			os.WriteFile(path, []byte(out), 0o644)
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -run Golden -update)", err)
-		}
-		if diff := cmp.Diff(string(want), out); diff != "" {
-			t.Errorf("%s mismatch (-want +got):\n%s", tt.file, diff)
-		}
+		golden.Check(t, filepath.Join("testdata", tt.file), out)
 	}
 }
 

@@ -3,7 +3,6 @@ package gpt
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"lightwhale/internal/golden"
+)
 
 // seqGUID returns deterministic GUIDs 00000000-0000-4000-8000-00000000000N.
 func seqGUID() func() GUID {
@@ -62,7 +61,7 @@ func TestLayoutGolden(t *testing.T) {
 					t.Errorf("partition %q not 1 MiB aligned: %d-%d", p.Name, p.First, p.Last)
 				}
 			}
-			golden(t, filepath.Join("testdata", tt.name+".golden"), tab.Describe())
+			golden.Check(t, filepath.Join("testdata", tt.name+".golden"), tab.Describe())
 		})
 	}
 }
@@ -211,21 +210,5 @@ func TestSfdiskReadsOurTable(t *testing.T) {
 		if v, err := exec.Command(sfdisk, "--verify", dev).CombinedOutput(); err != nil || bytes.Contains(v, []byte("corrupt")) {
 			t.Errorf("sector %d: sfdisk --verify: %v: %s", sector, err, v)
 		}
-	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }
