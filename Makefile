@@ -43,7 +43,7 @@ unit:
 test: iso $(BUILD)/stub-kernel
 	LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
 		LIGHTWHALE_STUB_KERNEL_ROOT=$(abspath $(BUILD)/stub-kernel) \
-		$(GO) test -count=1 -timeout 80m ./...
+		$(GO) test -p 1 -count=1 -timeout 80m ./...
 
 # The ISO's own kernel and modules, laid out as a kernel package unpacks, for
 # the tests that boot a bare busybox guest (harness self-test, wifi radios).
