@@ -19,6 +19,7 @@ import (
 	"lightwhale/internal/blockdev"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/probe"
 )
 
 const usage = `[--dry-run] [--devices /dev/a,/dev/b] [--wait 10s]
@@ -284,7 +285,8 @@ func stop(out io.Writer) error {
 // isOurSwap tells whether a swap device carries our label.
 func isOurSwap(path string) bool {
 	b, err := blockdev.ReadAt(path, 0, 4096)
-	return err == nil && len(b) == 4096 && strings.HasPrefix(string(b[1052:1068]), gpt.SwapName)
+	sw := probe.ParseSwap(b)
+	return err == nil && sw != nil && sw.Label == gpt.SwapName
 }
 
 // ErrAborted is returned when the user does not confirm.

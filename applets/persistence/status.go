@@ -100,7 +100,7 @@ func printDevices(out io.Writer, sys blockdev.System, only []string, fsid string
 			switch {
 			case p.Btrfs != nil && p.Btrfs.FSIDString() == fsid:
 				fmt.Fprintf(out, "device:    %s data (btrfs devid %d, %d MiB)\n", p.Path, p.Btrfs.DevID, p.Size/gpt.MiB)
-			case p.Name == gpt.SwapName && p.Swap != nil && d.Parts != nil && hasMember(d, fsid):
+			case p.Name == gpt.SwapName && p.Swap != nil && hasMember(d, fsid):
 				state := "inactive"
 				if active[p.Path] {
 					state = "active"
