@@ -103,28 +103,23 @@ func (g *guest) trySudo(cmd string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-// waitDocker polls until dockerd answers. The docker CLI itself takes about
-// 3 s per call under TCG, so the interval is the CLI's own latency.
+// waitDocker waits until dockerd answers /_ping, then checks the docker CLI
+// works against it.
 func (g *guest) waitDocker() {
 	g.t.Helper()
 	start := time.Now()
-	deadline := start.Add(dockerTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		out, err := g.try("docker version --format '{{.Server.Version}}'")
-		if err == nil && out != "" {
-			g.t.Logf("dockerd %s answered %.0f s after ssh", out, time.Since(start).Seconds())
-			return
-		}
-		last = err
-		time.Sleep(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
+	defer cancel()
+	if err := g.WaitDocker(ctx); err != nil {
+		g.t.Fatalf("%v\n%s", err, g.dockerDiag())
 	}
-	g.t.Fatalf("dockerd did not answer within %s: %v\n%s", dockerTimeout, last, g.dockerDiag())
+	g.t.Logf("dockerd %s answered %.0f s after ssh",
+		g.run("docker version --format '{{.Server.Version}}'"), time.Since(start).Seconds())
 }
 
 // dockerDiag gathers what explains a container that does not answer.
 func (g *guest) dockerDiag() string {
-	out, _ := g.trySudo("echo '# docker ps -a'; timeout 60 docker ps -a; echo '# /var/log/docker.log'; tail -n 40 /var/log/docker.log; echo '# ps'; ps")
+	out, _ := g.trySudo("echo '# docker ps -a'; timeout 60 docker ps -a; echo '# /var/log/docker.log'; tail -n 40 /var/log/docker.log; echo '# dmesg'; dmesg | tail -n 20; echo '# ps'; ps")
 	return out
 }
 

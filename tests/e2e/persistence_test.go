@@ -292,5 +292,12 @@ func TestFirstContact(t *testing.T) {
 	g.reboot()
 	wantEqual(t, "hostname after reboot", g.run("hostname"), host)
 	wantEqual(t, "machine-id after reboot", g.run("cat /etc/machine-id"), mid)
+
+	// An invalid /etc/hostname is not applied, and the boot script says why
+	// on the console instead of hiding it.
+	g.sudo("printf 'bad name!\\n' > /etc/hostname")
+	warn := g.sudo("/etc/init.d/S20hostname start 2>&1")
+	wantMatch(t, "S20hostname with a bad /etc/hostname", warn, `/etc/hostname: .*; using `+host)
+	wantEqual(t, "hostname after a bad /etc/hostname", g.run("hostname"), host)
 	g.poweroff()
 }
