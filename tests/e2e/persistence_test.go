@@ -281,6 +281,7 @@ func TestFirstContact(t *testing.T) {
 	wantMatch(t, "default route", g.run("busybox ip route show default"), `default via 10\.0\.2\.2`)
 	wantMatch(t, "resolv.conf", g.run("cat /etc/resolv.conf"), `(?m)^nameserver 10\.0\.2\.3`)
 	g.run("busybox pidof sshd")
+	wantEqual(t, "host keys", g.run("cd /etc/ssh && ls ssh_host_*_key"), "ssh_host_ecdsa_key\nssh_host_ed25519_key")
 
 	host := g.run("hostname")
 	mid := g.run("cat /etc/machine-id")
