@@ -29,21 +29,6 @@ func persistenceReady(g *guest) (string, float64, error) {
 	return m[1], s, err
 }
 
-// tryBoot is boot without failing the benchmark: a too-small -m is a result.
-func tryBoot(b *testing.B, cfg vm.Config, within time.Duration) (*guest, error) {
-	m, err := vm.Start(b, cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	if err := m.WaitSSH(ctx); err != nil {
-		m.Kill()
-		return nil, err
-	}
-	return &guest{Machine: m, t: b, cfg: cfg}, nil
-}
-
 // dockerReadyAt waits until dockerd answers /_ping and returns the guest's
 // uptime read right after (one SSH round trip later).
 func dockerReadyAt(g *guest, within time.Duration) (float64, error) {
@@ -58,7 +43,7 @@ func dockerReadyAt(g *guest, within time.Duration) (float64, error) {
 // reachesDockerRun reports whether a guest with memMiB of RAM boots far
 // enough to run a container.
 func reachesDockerRun(b *testing.B, iso string, memMiB int) error {
-	g, err := tryBoot(b, vm.Config{ISO: iso, MemMiB: memMiB, Name: fmt.Sprintf("mem-%d", memMiB)}, 5*time.Minute)
+	g, err := startGuest(b, vm.Config{ISO: iso, MemMiB: memMiB, Name: fmt.Sprintf("mem-%d", memMiB)}, 5*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -68,10 +53,7 @@ func reachesDockerRun(b *testing.B, iso string, memMiB int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	_, err = g.Run(ctx, `set -e
-d=$(mktemp -d); mkdir "$d/bin"; cp "$(readlink -f /bin/busybox)" "$d/bin/busybox"
-tar -C "$d" -c . | docker import - local/bb >/dev/null; rm -rf "$d"
-docker run --rm local/bb /bin/busybox echo container-ran`)
+	_, err = g.Run(ctx, busyboxImageScript("")+"\ndocker run --rm "+bbImage+" /bin/busybox echo container-ran")
 	return err
 }
 
@@ -87,7 +69,7 @@ func claimSeconds(b *testing.B, iso string, n int) (float64, error) {
 		}
 		disks = append(disks, vm.Disk{Path: p})
 	}
-	g, err := tryBoot(b, vm.Config{ISO: iso, Disks: disks, Name: fmt.Sprintf("claim-%d", n)}, bootTimeout)
+	g, err := startGuest(b, vm.Config{ISO: iso, Disks: disks, Name: fmt.Sprintf("claim-%d", n)}, bootTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +131,7 @@ func BenchmarkBoot(b *testing.B) {
 		}
 
 		// The reference boot of the ISO: 2 GiB, no disks.
-		g, err := tryBoot(b, vm.Config{ISO: iso, Name: "bench-boot"}, bootTimeout)
+		g, err := startGuest(b, vm.Config{ISO: iso, Name: "bench-boot"}, bootTimeout)
 		if err != nil {
 			b.Fatal(err)
 		}

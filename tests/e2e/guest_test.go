@@ -45,21 +45,31 @@ type guest struct {
 	cfg vm.Config
 }
 
-// boot powers on a machine and waits for SSH.
-func boot(t testing.TB, cfg vm.Config) *guest {
-	t.Helper()
+// startGuest powers on a machine and waits up to within for SSH; the error
+// is for callers to whom a guest that never answers is a result (make bench).
+func startGuest(t testing.TB, cfg vm.Config, within time.Duration) (*guest, error) {
 	start := time.Now()
 	m, err := vm.Start(t, cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	g := &guest{Machine: m, t: t, cfg: cfg}
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	if err := m.WaitSSH(ctx); err != nil {
-		t.Fatal(err)
+		m.Kill()
+		return nil, err
 	}
 	t.Logf("ssh up %.0f s after qemu start", time.Since(start).Seconds())
+	return &guest{Machine: m, t: t, cfg: cfg}, nil
+}
+
+// boot powers on a machine and waits for SSH.
+func boot(t testing.TB, cfg vm.Config) *guest {
+	t.Helper()
+	g, err := startGuest(t, cfg, bootTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return g
 }
 
@@ -159,18 +169,22 @@ func (g *guest) mountFS(dir string) string {
 // busybox: no registry is needed. Its default command serves /www on :80.
 const bbImage = "local/bb"
 
-// buildBusyboxImage imports bbImage in the guest; page is served as
+// busyboxImageScript imports bbImage in the guest; page is served as
 // /index.html when no volume hides /www.
-func (g *guest) buildBusyboxImage(page string) {
-	g.t.Helper()
-	g.run(`set -e
+func busyboxImageScript(page string) string {
+	return `set -e
 d=$(mktemp -d)
 mkdir -p "$d/bin" "$d/www"
 cp "$(readlink -f /bin/busybox)" "$d/bin/busybox"
 for a in sh httpd cat ls; do ln -s busybox "$d/bin/$a"; done
 echo ` + vm.ShellQuote(page) + ` >"$d/www/index.html"
 tar -C "$d" -c . | docker import -c 'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]' - ` + bbImage + ` >/dev/null
-rm -rf "$d"`)
+rm -rf "$d"`
+}
+
+func (g *guest) buildBusyboxImage(page string) {
+	g.t.Helper()
+	g.run(busyboxImageScript(page))
 }
 
 // httpGet fetches a page from the guest's port 80 through the host forward.
