@@ -2,7 +2,10 @@ package vm
 
 import (
 	"bytes"
+	"compress/flate"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -169,3 +172,173 @@ func SquashfsSize(iso string, files map[string]int64, initrd string) (string, in
 	}
 	return "", 0, fmt.Errorf("no squashfs in %s nor in its initramfs (%d entries)", filepath.Base(iso), len(es))
 }
+
+// Component is one part of the ISO and its share of the ISO file's bytes.
+type Component struct {
+	Name     string `json:"name"`
+	RawBytes int64  `json:"raw_bytes"` // uncompressed, as in the build's tree
+	ISOBytes int64  `json:"iso_bytes"` // its share of the ISO file
+}
+
+// The components make bench reports, in its order.
+const (
+	CompKernel     = "kernel"
+	CompModules    = "modules"
+	CompFirmware   = "firmware"
+	CompDockerd    = "dockerd"
+	CompContainerd = "containerd"
+	CompRunc       = "runc"
+	CompCLI        = "CLI"
+	CompCompose    = "compose"
+	CompBuildx     = "buildx"
+	CompRest       = "rest of userland"
+	CompBootloader = "bootloader"
+)
+
+var componentOrder = []string{CompKernel, CompModules, CompFirmware, CompDockerd, CompContainerd,
+	CompRunc, CompCLI, CompCompose, CompBuildx, CompRest, CompBootloader}
+
+// componentByName maps the Docker engine's files, wherever Debian or the
+// build puts them, to their component.
+var componentByName = map[string]string{
+	"dockerd": CompDockerd, "docker-proxy": CompDockerd, "docker-init": CompDockerd,
+	"containerd": CompContainerd, "containerd-shim-runc-v2": CompContainerd, "ctr": CompContainerd,
+	"runc":           CompRunc,
+	"docker":         CompCLI,
+	"docker-compose": CompCompose,
+	"docker-buildx":  CompBuildx,
+}
+
+// componentOf names the component of a file at rel in a root tree.
+func componentOf(rel string) string {
+	for _, d := range []struct{ dir, comp string }{
+		{"lib/modules/", CompModules}, {"lib/firmware/", CompFirmware},
+	} {
+		if strings.HasPrefix(rel, d.dir) || strings.HasPrefix(rel, "usr/"+d.dir) {
+			return d.comp
+		}
+	}
+	if c, ok := componentByName[path.Base(rel)]; ok && !strings.Contains(rel, "/share/") {
+		return c
+	}
+	return CompRest
+}
+
+// ISOBreakdown splits the ISO's bytes by component, from the ISO's own
+// listing and the build's trees beside it: build/initramfs (the
+// initramfs, rootfs.squashfs inside) and build/rootfs (what the squashfs
+// holds). Bytes outside the kernel and initramfs files are the bootloader
+// (GRUB, EFI image, ISO 9660 structures). The squashfs is compressed as a
+// whole, so its bytes are shared out in proportion to each component's
+// files compressed alone (deflate, fast): an estimate, but from the files
+// actually shipped.
+func ISOBreakdown(iso string) ([]Component, error) {
+	st, err := os.Stat(iso)
+	if err != nil {
+		return nil, err
+	}
+	files, err := ISOFiles(iso)
+	if err != nil {
+		return nil, err
+	}
+	bf, err := FindBootFiles(files)
+	if err != nil {
+		return nil, err
+	}
+	return breakdown(st.Size(), files[bf.Kernel], files[bf.Initrd], filepath.Dir(iso))
+}
+
+func breakdown(isoSize, kernel, initrd int64, build string) ([]Component, error) {
+	raw := map[string]int64{}
+	share := map[string]int64{CompKernel: kernel, CompBootloader: isoSize - kernel - initrd}
+	raw[CompKernel] = kernel
+
+	// The initramfs: its files as they are, the squashfs shared out below.
+	var squashfs, listed int64
+	err := walkFiles(filepath.Join(build, "initramfs"), func(rel string, size int64) error {
+		listed += size
+		if rel == "rootfs.squashfs" {
+			squashfs = size
+			return nil
+		}
+		c := componentOf(rel)
+		raw[c] += size
+		share[c] += size
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if squashfs == 0 {
+		return nil, fmt.Errorf("no rootfs.squashfs in %s", filepath.Join(build, "initramfs"))
+	}
+	share[CompRest] += initrd - listed // cpio headers and padding
+
+	packed := map[string]int64{}
+	var total int64
+	err = walkFiles(filepath.Join(build, "rootfs"), func(rel string, size int64) error {
+		c := componentOf(rel)
+		raw[c] += size
+		n, err := deflatedSize(filepath.Join(build, "rootfs", rel))
+		packed[c] += n
+		total += n
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("no files in %s", filepath.Join(build, "rootfs"))
+	}
+	var given int64
+	for c, n := range packed {
+		s := squashfs * n / total
+		share[c] += s
+		given += s
+	}
+	share[CompRest] += squashfs - given // rounding
+
+	var cs []Component
+	for _, name := range componentOrder {
+		cs = append(cs, Component{Name: name, RawBytes: raw[name], ISOBytes: share[name]})
+	}
+	return cs, nil
+}
+
+// walkFiles calls fn with each regular file under root, relative to it.
+func walkFiles(root string, fn func(rel string, size int64) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		return fn(filepath.ToSlash(rel), info.Size())
+	})
+}
+
+// deflatedSize is the size of a file compressed alone at deflate's fastest
+// level.
+func deflatedSize(p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n countWriter
+	w, _ := flate.NewWriter(&n, flate.BestSpeed)
+	if _, err := io.Copy(w, f); err != nil {
+		return 0, fmt.Errorf("compress %s: %w", p, err)
+	}
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	return int64(n), nil
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

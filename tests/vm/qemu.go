@@ -570,18 +570,28 @@ func (m *Machine) WaitSerial(ctx context.Context, substr string) error {
 	}
 }
 
-// guestDead reports a guest that can no longer come up: QEMU gone, or a
-// kernel panic on the console. Waits use it to fail fast.
+// guestDead reports a guest that can no longer come up: QEMU gone, a
+// kernel panic or stage 1's halt on the console. Waits use it to fail fast.
 func (m *Machine) guestDead() error {
 	if m.Exited() {
 		return fmt.Errorf("%s: qemu exited: %w", m.cfg.Name, m.exitErr())
 	}
-	if log := m.BootLog(); strings.Contains(log, "Kernel panic") {
-		i := strings.Index(log, "Kernel panic")
-		return fmt.Errorf("%s: %s", m.cfg.Name, firstLine(log[i:]))
+	log := m.BootLog()
+	for _, dead := range []string{"Kernel panic", stage1Halted} {
+		if i := strings.Index(log, dead); i >= 0 {
+			// Show the line that says why, which stage 1 prints first.
+			if j := strings.LastIndex(log[:i], "lightwhale stage 1:"); dead == stage1Halted && j >= 0 {
+				i = j
+			}
+			return fmt.Errorf("%s: %s", m.cfg.Name, firstLine(log[i:]))
+		}
 	}
 	return nil
 }
+
+// stage1Halted is how stage 1 (applets/stage1/stage1.go) ends a boot that
+// cannot go on, e.g. too little RAM for the root squashfs.
+const stage1Halted = "The system cannot boot; it is halted."
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -1,0 +1,87 @@
+package vm
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestComponentOf(t *testing.T) {
+	for rel, want := range map[string]string{
+		"usr/lib/modules/6.1.0/kernel/fs/btrfs.ko":      CompModules,
+		"lib/modules/6.1.0/modules.dep":                 CompModules,
+		"usr/lib/firmware/iwlwifi-1.ucode":              CompFirmware,
+		"usr/sbin/dockerd":                              CompDockerd,
+		"usr/sbin/docker-proxy":                         CompDockerd,
+		"usr/bin/containerd-shim-runc-v2":               CompContainerd,
+		"usr/sbin/runc":                                 CompRunc,
+		"usr/bin/docker":                                CompCLI,
+		"usr/libexec/docker/cli-plugins/docker-compose": CompCompose,
+		"usr/libexec/docker/cli-plugins/docker-buildx":  CompBuildx,
+		"usr/share/docker.io/contrib/dockerd":           CompRest, // docs and scripts are not the engine
+		"usr/bin/busybox":                               CompRest,
+		"init":                                          CompRest,
+	} {
+		if got := componentOf(rel); got != want {
+			t.Errorf("componentOf(%q) = %q; want %q", rel, got, want)
+		}
+	}
+}
+
+// TestBreakdown builds a small build tree: the squashfs bytes are shared
+// out by how well each component compresses, and the shares add up to the
+// ISO's size exactly.
+func TestBreakdown(t *testing.T) {
+	build := t.TempDir()
+	put := func(rel string, data []byte) {
+		p := filepath.Join(build, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noise := make([]byte, 1<<20)
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	put("rootfs/usr/sbin/dockerd", noise)                     // incompressible
+	put("rootfs/usr/lib/firmware/x.bin", make([]byte, 1<<20)) // zeros
+	put("rootfs/etc/hostname", []byte("lightwhale\n"))
+	put("initramfs/init", make([]byte, 1000))
+	put("initramfs/lib/modules/6.1/loop.ko", make([]byte, 500))
+	put("initramfs/rootfs.squashfs", make([]byte, 900_000))
+	const kernel, initrd, iso = 8_000_000, 902_000, 10_000_000
+
+	cs, err := breakdown(iso, kernel, initrd, build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Component{}
+	var sum int64
+	for _, c := range cs {
+		got[c.Name] = c
+		sum += c.ISOBytes
+	}
+	if len(cs) != len(componentOrder) {
+		t.Errorf("%d components; want %d", len(cs), len(componentOrder))
+	}
+	if sum != iso {
+		t.Errorf("shares add up to %d; want the ISO's %d", sum, iso)
+	}
+	if c := got[CompBootloader]; c.ISOBytes != iso-kernel-initrd {
+		t.Errorf("bootloader %d; want %d", c.ISOBytes, iso-kernel-initrd)
+	}
+	if c := got[CompModules]; c.RawBytes != 500 || c.ISOBytes != 500 {
+		t.Errorf("modules %+v; want the initramfs module, 500 bytes", c)
+	}
+	d, f := got[CompDockerd], got[CompFirmware]
+	if d.RawBytes != 1<<20 || f.RawBytes != 1<<20 {
+		t.Errorf("raw sizes dockerd %d firmware %d; want 1 MiB each", d.RawBytes, f.RawBytes)
+	}
+	if d.ISOBytes < 100*f.ISOBytes || d.ISOBytes > 900_000 {
+		t.Errorf("dockerd gets %d of the squashfs, firmware %d: random bytes should take nearly all of it", d.ISOBytes, f.ISOBytes)
+	}
+}
