@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,26 +43,110 @@ func requireISO(t testing.TB) string {
 // guest is a booted Lightwhale with the test's fatal helpers.
 type guest struct {
 	*vm.Machine
-	t   testing.TB
-	cfg vm.Config
+	t       testing.TB
+	cfg     vm.Config
+	started time.Time // when QEMU was started
 }
 
 // startGuest powers on a machine and waits up to within for SSH; the error
 // is for callers to whom a guest that never answers is a result (make bench).
 func startGuest(t testing.TB, cfg vm.Config, within time.Duration) (*guest, error) {
-	start := time.Now()
+	g, err := powerOn(t, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return g, g.waitUp(within)
+}
+
+// powerOn starts QEMU without waiting for the guest.
+func powerOn(t testing.TB, cfg vm.Config) (*guest, error) {
 	m, err := vm.Start(t, cfg)
 	if err != nil {
 		return nil, err
 	}
+	return &guest{Machine: m, t: t, cfg: cfg, started: time.Now()}, nil
+}
+
+// waitUp waits up to within for SSH; QEMU is killed when it never answers.
+func (g *guest) waitUp(within time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	if err := m.WaitSSH(ctx); err != nil {
-		m.Kill()
-		return nil, err
+	if err := g.WaitSSH(ctx); err != nil {
+		g.Kill()
+		return err
 	}
-	t.Logf("ssh up %.0f s after qemu start", time.Since(start).Seconds())
-	return &guest{Machine: m, t: t, cfg: cfg}, nil
+	g.t.Logf("ssh up %.0f s after qemu start", time.Since(g.started).Seconds())
+	return nil
+}
+
+// shared is one volatile BIOS guest booted once per test binary, Docker up,
+// for checks that need no fresh boot (see sharedGuest).
+var shared struct {
+	once   sync.Once
+	m      *vm.Machine
+	logDir string
+	err    error
+}
+
+// sharedGuest returns the package's shared guest, booting it on first use:
+// one boot instead of one per check. Its checks may run in parallel. They
+// must leave it as they found it: no reboot, power-off or Reconnect (use
+// Login for a fresh login), nothing another check could see (remove what
+// you create; use names of your own).
+func sharedGuest(t *testing.T) *guest {
+	t.Helper()
+	iso := requireISO(t)
+	cfg := vm.Config{ISO: iso, Name: "shared-volatile"}
+	shared.once.Do(func() {
+		if cfg.LogDir = os.Getenv("LIGHTWHALE_TEST_LOGS"); cfg.LogDir == "" {
+			if cfg.LogDir, shared.err = os.MkdirTemp("", "lw-shared-"); shared.err != nil {
+				return
+			}
+			shared.logDir = cfg.LogDir
+		}
+		start := time.Now()
+		m, err := vm.Launch(cfg)
+		if err != nil {
+			shared.err = err
+			return
+		}
+		shared.m = m
+		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+dockerTimeout)
+		defer cancel()
+		if err := m.WaitSSH(ctx); err != nil {
+			shared.err = err
+			return
+		}
+		if err := m.WaitDocker(ctx); err != nil {
+			shared.err = err
+			return
+		}
+		t.Logf("shared guest: Docker up %.0f s after qemu start, serial %s", time.Since(start).Seconds(), m.Serial)
+	})
+	if shared.err != nil {
+		if shared.m != nil {
+			t.Logf("serial console of the shared guest (%s), last lines:\n%s", shared.m.Serial, shared.m.SerialTail(200))
+		}
+		t.Fatalf("shared guest: %v", shared.err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serial console of the shared guest (%s), last lines:\n%s", shared.m.Serial, shared.m.SerialTail(100))
+		}
+	})
+	return &guest{Machine: shared.m, t: t, cfg: cfg}
+}
+
+// TestMain ends the shared guest after the last test.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.m != nil {
+		shared.m.Kill()
+	}
+	if shared.logDir != "" {
+		os.RemoveAll(shared.logDir)
+	}
+	os.Exit(code)
 }
 
 // boot powers on a machine and waits for SSH.
@@ -234,5 +320,29 @@ func wantEqual(t testing.TB, what, got, want string) {
 	t.Helper()
 	if got != want {
 		t.Fatalf("%s = %q; want %q", what, got, want)
+	}
+}
+
+// The guest agent the ISO ships answers on the channel of the one QEMU
+// definition (make run has it too), on the shared guest.
+func TestGuestAgent(t *testing.T) {
+	t.Parallel()
+	g := sharedGuest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	if _, err := g.GuestAgent(ctx, "guest-ping"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := g.GuestAgent(ctx, "guest-info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ Version string }
+	if err := json.Unmarshal(info, &v); err != nil || v.Version == "" {
+		t.Fatalf("guest-info = %s, %v; want the agent's version", info, err)
+	}
+	t.Logf("qemu-ga %s answers", v.Version)
+	if err := g.Login(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

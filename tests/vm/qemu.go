@@ -110,7 +110,6 @@ const OVMFPath = "/usr/share/ovmf/OVMF.fd"
 // Machine is a running QEMU process. QEMU keeps running across guest
 // reboots; it exits when the guest powers off.
 type Machine struct {
-	t        testing.TB
 	cfg      Config
 	SSHPort  int
 	HTTPPort int
@@ -354,9 +353,6 @@ func (n NIC) args(i int) ([]string, error) {
 // serial log is printed, and QEMU is killed if still running.
 func Start(t testing.TB, cfg Config) (*Machine, error) {
 	t.Helper()
-	if why := QEMU(); why != "" {
-		return nil, errors.New(why)
-	}
 	if cfg.Name == "" {
 		cfg.Name = strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	}
@@ -366,22 +362,7 @@ func Start(t testing.TB, cfg Config) (*Machine, error) {
 			cfg.LogDir = testLogDir(t)
 		}
 	}
-	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
-		return nil, fmt.Errorf("log dir: %w", err)
-	}
-	serial, err := nextLogPath(cfg.LogDir, cfg.Name)
-	if err != nil {
-		return nil, err
-	}
-
-	var m *Machine
-	for attempt := 0; ; attempt++ {
-		m, err = startOnce(t, cfg, serial)
-		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "forward") {
-			break
-		}
-		// Lost a race for a free port: pick others.
-	}
+	m, err := Launch(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -392,8 +373,33 @@ func Start(t testing.TB, cfg Config) (*Machine, error) {
 		}
 	})
 	t.Logf("%s: qemu pid %d, %s, %d MiB, ssh 127.0.0.1:%d, http 127.0.0.1:%d, serial %s",
-		cfg.Name, m.cmd.Process.Pid, cfg.Firmware, memOr(cfg.MemMiB), m.SSHPort, m.HTTPPort, serial)
+		cfg.Name, m.cmd.Process.Pid, cfg.Firmware, memOr(cfg.MemMiB), m.SSHPort, m.HTTPPort, m.Serial)
 	return m, nil
+}
+
+// Launch boots a machine that no test owns (one shared by several tests):
+// cfg.Name and cfg.LogDir must be set, and the caller must Kill it.
+func Launch(cfg Config) (*Machine, error) {
+	if why := QEMU(); why != "" {
+		return nil, errors.New(why)
+	}
+	if cfg.Name == "" || cfg.LogDir == "" {
+		return nil, errors.New("launch: a machine without a test needs Config.Name and Config.LogDir")
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	serial, err := nextLogPath(cfg.LogDir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		m, err := startOnce(cfg, serial)
+		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "forward") {
+			return m, err
+		}
+		// Lost a race for a free port: pick others.
+	}
 }
 
 // logDirs keeps one log directory per test, so that every power-on of a
@@ -432,7 +438,7 @@ func nextLogPath(dir, name string) (string, error) {
 	return "", fmt.Errorf("too many serial logs for %s in %s", name, dir)
 }
 
-func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
+func startOnce(cfg Config, serial string) (*Machine, error) {
 	sshPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -465,7 +471,7 @@ func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
 		os.RemoveAll(runDir)
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	m := &Machine{t: t, cfg: cfg, SSHPort: sshPort, HTTPPort: httpPort, Serial: serial, RunDir: runDir, cmd: cmd, exited: make(chan struct{})}
+	m := &Machine{cfg: cfg, SSHPort: sshPort, HTTPPort: httpPort, Serial: serial, RunDir: runDir, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		m.errMu.Lock()
