@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -188,15 +189,15 @@ func (c Config) Args(h Host) ([]string, error) {
 		"-vga", "std", // the ISO's console is on VGA as well; keep it a real machine
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
-		"-qmp", "unix:" + MonitorSocket(h.RunDir) + ",server=on,wait=off",
+		"-qmp", "unix:" + optValue(MonitorSocket(h.RunDir)) + ",server=on,wait=off",
 		"-device", "virtio-rng-pci", // sshd makes host keys at first boot: entropy
 		"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:80", h.SSHPort, h.HTTPPort),
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=qga,path=" + QGASocket(h.RunDir) + ",server=on,wait=off",
+		"-chardev", "socket,id=qga,path=" + optValue(QGASocket(h.RunDir)) + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
 	}
 	if h.Serial != "" {
-		a = append(a, "-serial", "file:"+h.Serial, "-monitor", "none")
+		a = append(a, "-serial", "file:"+optValue(h.Serial), "-monitor", "none")
 	} else {
 		// What -nographic does: console and monitor multiplexed on stdio.
 		a = append(a, "-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev=con,mode=readline")
@@ -236,13 +237,13 @@ func (c Config) Args(h Host) ([]string, error) {
 	if c.ISO != "" {
 		boots++
 		a = append(a,
-			"-drive", "if=none,id=cd0-drive,media=cdrom,readonly=on,format=raw,file="+c.ISO,
+			"-drive", "if=none,id=cd0-drive,media=cdrom,readonly=on,format=raw,file="+optValue(c.ISO),
 			"-device", "ide-cd,id=cd0,drive=cd0-drive"+bootIndex("cd0", true))
 	}
 	for i, p := range c.CDROMs {
 		id := fmt.Sprintf("cd%d", i+1)
 		a = append(a,
-			"-drive", fmt.Sprintf("if=none,id=%s-drive,media=cdrom,readonly=on,format=raw,file=%s", id, p),
+			"-drive", fmt.Sprintf("if=none,id=%s-drive,media=cdrom,readonly=on,format=raw,file=%s", id, optValue(p)),
 			"-device", fmt.Sprintf("ide-cd,id=%s,drive=%s-drive", id, id)+bootIndex(id, false))
 	}
 	if c.Kernel != "" {
@@ -284,10 +285,13 @@ func (c Config) Args(h Host) ([]string, error) {
 		if id == "" {
 			id = fmt.Sprintf("disk%d", i)
 		}
+		if !qemuID.MatchString(id) {
+			return nil, fmt.Errorf("disk %s: id %q: want a letter, then letters, digits, '-', '.' or '_'", d.Path, id)
+		}
 		drive := id + "-drive"
 		// cache=unsafe: no host fsync for guest flushes (fast under TCG); the
 		// data still reaches the image file, which outlives QEMU.
-		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", drive, d.Path))
+		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", drive, optValue(d.Path)))
 		var dev string
 		switch d.Bus {
 		case Virtio, "":
@@ -324,6 +328,13 @@ func (c Config) Args(h Host) ([]string, error) {
 	}
 	return a, nil
 }
+
+// qemuID is what QEMU accepts as a device or drive id.
+var qemuID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
+
+// optValue escapes a path for a QEMU option list, where a comma would
+// start the next option.
+func optValue(p string) string { return strings.ReplaceAll(p, ",", ",,") }
 
 // args is the -netdev and -device pair of an extra NIC.
 func (n NIC) args(i int) ([]string, error) {
@@ -482,13 +493,23 @@ func startOnce(cfg Config, serial string) (*Machine, error) {
 		os.RemoveAll(runDir)
 		close(m.exited)
 	}()
-	// QEMU fails within moments on a bad command line or a taken port.
-	select {
-	case <-m.exited:
-		return nil, fmt.Errorf("qemu exited at start: %w (args %q)", m.exitErr(), args)
-	case <-time.After(500 * time.Millisecond):
+	// QEMU fails within moments on a bad command line or a taken port (its
+	// monitor socket may exist by then), and makes the socket early in its
+	// set-up: wait for both the moment and the socket (long on a loaded host).
+	for start, deadline := time.Now(), time.Now().Add(time.Minute); ; {
+		select {
+		case <-m.exited:
+			return nil, fmt.Errorf("qemu exited at start: %w (args %q)", m.exitErr(), args)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := os.Stat(MonitorSocket(runDir)); err == nil && time.Since(start) >= 500*time.Millisecond {
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			m.Kill()
+			return nil, fmt.Errorf("qemu made no monitor socket within a minute (args %q)", args)
+		}
 	}
-	return m, nil
 }
 
 func (m *Machine) exitErr() error {

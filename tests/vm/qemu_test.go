@@ -25,7 +25,7 @@ func argsAfter(args []string, flag string) []string {
 }
 
 func TestArgsBootOrderPutsDisksBeforeCD(t *testing.T) {
-	cfg := Config{Name: "order", ISO: "/x.iso", CDROMs: []string{"/seed.iso"},
+	cfg := Config{Name: "order", ISO: "/x.iso", CDROMs: []string{"/seed,x.iso"},
 		Disks:     []Disk{{Path: "/a.img"}, {Path: "/b.img", Bus: NVMe, ID: "data"}},
 		BootOrder: []string{"disk0", "data", "cd0"}}
 	args, err := cfg.Args(testHost(t))
@@ -42,6 +42,10 @@ func TestArgsBootOrderPutsDisksBeforeCD(t *testing.T) {
 		if !slices.Contains(devs, want) {
 			t.Errorf("no -device %s in %q", want, devs)
 		}
+	}
+
+	if !slices.Contains(argsAfter(args, "-drive"), "if=none,id=cd1-drive,media=cdrom,readonly=on,format=raw,file=/seed,,x.iso") {
+		t.Errorf("a comma in a path is not escaped: %q", argsAfter(args, "-drive"))
 	}
 
 	cfg.BootOrder = []string{"disk9"}
@@ -64,6 +68,7 @@ func TestArgsRejects(t *testing.T) {
 		"bad mac":         {Config{ISO: "/x", NICs: []NIC{{Segment: 5000, MAC: "zz"}}}, nil, "zz"},
 		"no controller":   {Config{ISO: "/x", Controllers: []Bus{NVMe}}, nil, `bus "nvme"`},
 		"no host runtime": {Config{ISO: "/x"}, func(h *Host) { h.RunDir = "" }, "host side incomplete"},
+		"id with a comma": {Config{ISO: "/x", Disks: []Disk{{Path: "/d", ID: "a,file=/etc/shadow"}}}, nil, `id "a,file=/etc/shadow"`},
 	} {
 		h := testHost(t)
 		if c.host != nil {
