@@ -194,7 +194,10 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 	d := &dispatcher{System: s, aliases: a, log: log,
 		loader: &loader{load: s.Load, asked: map[string]bool{}, log: log}, late: map[string]bool{}}
 	t0 := time.Now()
-	d.loader.loadAll(coldplugModules(a, s.modaliases()))
+	present := s.modaliases()
+	mods := coldplugModules(a, present)
+	d.loader.loadAll(mods)
+	log("coldplug: %d driver(s) for %d device(s) in %.2fs", len(mods), len(present), time.Since(t0).Seconds())
 	s.nameVirtioPorts(out)
 	d.settle(events, t0, s.maxWait(), DefaultQuiet)
 	d.booted = true

@@ -118,7 +118,7 @@ func (s System) Main(args []string, stdio cli.IO) int {
 	var err error
 	switch fset.Arg(0) {
 	case "start":
-		err = start(stdio)
+		err = s.start(stdio)
 	case "daemon":
 		var ready io.WriteCloser
 		if *readyFD >= 0 {
@@ -139,7 +139,7 @@ func (s System) Main(args []string, stdio cli.IO) int {
 
 // start runs the daemon in a session of its own and waits until it says it
 // is ready (or dies, or the wait plus slack has passed: boot goes on).
-func start(stdio cli.IO) error {
+func (s System) start(stdio cli.IO) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func start(stdio cli.IO) error {
 	}
 	w.Close()
 	cmd.Process.Release()
-	r.SetReadDeadline(time.Now().Add(Host.maxWait() + time.Minute))
+	r.SetReadDeadline(time.Now().Add(s.maxWait() + time.Minute))
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if strings.TrimSpace(line) != "ready" {
 		return fmt.Errorf("daemon did not become ready: %v", err)
