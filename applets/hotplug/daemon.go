@@ -72,10 +72,10 @@ func (l *loader) loadAll(mods []string) {
 }
 
 // loadAsync loads mods in the background (a hotplug event must not hold up
-// the next one).
-func (l *loader) loadAsync(mods []string) {
+// the next one), and returns those not asked for before.
+func (l *loader) loadAsync(mods []string) []string {
 	if mods = l.fresh(mods); len(mods) == 0 {
-		return
+		return nil
 	}
 	l.inflight.Add(1)
 	go func() {
@@ -84,6 +84,7 @@ func (l *loader) loadAsync(mods []string) {
 			l.log("%v", err)
 		}
 	}()
+	return mods
 }
 
 func (s System) aliases() (*Aliases, error) {
@@ -196,8 +197,9 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 	t0 := time.Now()
 	present := s.modaliases()
 	mods := coldplugModules(a, present)
+	scanned := time.Since(t0)
 	d.loader.loadAll(mods)
-	log("coldplug: %d driver(s) for %d device(s) in %.2fs", len(mods), len(present), time.Since(t0).Seconds())
+	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs)", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
 	s.nameVirtioPorts(out)
 	d.settle(events, t0, s.maxWait(), DefaultQuiet)
 	d.booted = true
@@ -249,8 +251,8 @@ func (d *dispatcher) settle(events <-chan Event, t0 time.Time, max, quiet time.D
 	said := ""
 	for {
 		st.pending = d.Sys.Pending()
-		if n := d.loader.inflight.Load(); n > 0 {
-			st.pending = append(st.pending, fmt.Sprintf("%d driver load(s)", n))
+		if d.loader.inflight.Load() > 0 {
+			st.pending = append(st.pending, "drivers loading")
 		}
 		done, recheck := decide(time.Now(), st)
 		if done {
@@ -286,11 +288,8 @@ func (d *dispatcher) settle(events <-chan Event, t0 time.Time, max, quiet time.D
 // handle acts on one uevent.
 func (d *dispatcher) handle(e Event) {
 	if e.Action == "add" && e.Env["MODALIAS"] != "" {
-		if mods := d.aliases.Lookup(e.Env["MODALIAS"]); len(mods) > 0 {
-			if d.booted {
-				d.log("%s: loading %s", e.Env["MODALIAS"], strings.Join(mods, " "))
-			}
-			d.loader.loadAsync(mods)
+		if mods := d.loader.loadAsync(d.aliases.Lookup(e.Env["MODALIAS"])); len(mods) > 0 && d.booted {
+			d.log("%s: loading %s", e.Env["MODALIAS"], strings.Join(mods, " "))
 		}
 	}
 	switch e.Env["SUBSYSTEM"] {

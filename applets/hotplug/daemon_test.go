@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"lightwhale/internal/cli"
 	"lightwhale/internal/latedisk"
 	"lightwhale/internal/probe"
 )
@@ -225,5 +226,40 @@ func TestWaitFromCmdline(t *testing.T) {
 		if got := waitFromCmdline(in); got != want {
 			t.Errorf("waitFromCmdline(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+func TestMainCommandLine(t *testing.T) {
+	root, kver := t.TempDir(), "6.12.0-test"
+	mods := filepath.Join(root, "lib/modules", kver)
+	os.MkdirAll(mods, 0o755)
+	os.WriteFile(filepath.Join(mods, "modules.alias"), []byte(aliasFile), 0o644)
+	s := sysfsTree(t, map[string]string{"devices/pci0000:00/0000:00:1f.2/modalias": "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"}, nil)
+	f := newFake(t, s)
+	f.Modules = mods
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string // stdout, or the start of stderr when code != 0
+	}{
+		{[]string{"coldplug", "--dry-run"}, 0, "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01 ahci\n"},
+		{[]string{"--dry-run", "coldplug"}, 0, "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01 ahci\n"},
+		{[]string{}, 2, "lightwhale hotplug: expected one command"},
+		{[]string{"coldplug", "extra"}, 2, "lightwhale hotplug: expected one command"},
+		{[]string{"frobnicate"}, 2, `lightwhale hotplug: unknown command "frobnicate"`},
+		{[]string{"coldplug", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+	} {
+		var out, errb strings.Builder
+		code := f.Main(tc.args, cli.IO{Out: &out, Err: &errb})
+		got := out.String()
+		if tc.code != 0 {
+			got = errb.String()
+		}
+		if code != tc.code || !strings.HasPrefix(got, tc.out) {
+			t.Errorf("hotplug %q: exit %d, %q; want %d, %q", tc.args, code, got, tc.code, tc.out)
+		}
+	}
+	if len(f.loaded) != 0 {
+		t.Errorf("--dry-run loaded %v", f.loaded)
 	}
 }

@@ -108,15 +108,24 @@ func (s System) Main(args []string, stdio cli.IO) int {
 	fset := cli.NewFlagSet("lightwhale "+name, usage, about, stdio.Err)
 	dry := fset.Bool("dry-run", false, "coldplug: print what would be loaded, load nothing")
 	readyFD := fset.Int("ready-fd", -1, "daemon: write \"ready\" to this inherited fd once settled (used by start)")
+	// The command may come first ("coldplug --dry-run") or after the flags.
+	cmd := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
 	if code, done := cli.Parse(fset, args); done {
 		return code
 	}
-	if fset.NArg() != 1 {
-		fmt.Fprintf(stdio.Err, "lightwhale %s: expected one command (start, daemon, coldplug), got %d\n", name, fset.NArg())
+	rest := fset.Args()
+	if cmd == "" && len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	if cmd == "" || len(rest) > 0 {
+		fmt.Fprintf(stdio.Err, "lightwhale %s: expected one command (start, daemon, coldplug), got %q\n", name, append([]string{cmd}, rest...))
 		return 2
 	}
 	var err error
-	switch fset.Arg(0) {
+	switch cmd {
 	case "start":
 		err = s.start(stdio)
 	case "daemon":
@@ -128,7 +137,7 @@ func (s System) Main(args []string, stdio cli.IO) int {
 	case "coldplug":
 		err = s.coldplugCmd(stdio.Out, *dry)
 	default:
-		fmt.Fprintf(stdio.Err, "lightwhale %s: unknown command %q (start, daemon, coldplug)\n", name, fset.Arg(0))
+		fmt.Fprintf(stdio.Err, "lightwhale %s: unknown command %q (start, daemon, coldplug)\n", name, cmd)
 		return 2
 	}
 	if err != nil {

@@ -163,3 +163,52 @@ func TestSDCard(t *testing.T) {
 	g.poweroff()
 	checkClaimedOnHost(t, disks, 1)
 }
+
+// Bad input: a USB disk pulled in the middle of the claim. The other disks'
+// claim is finished at the next boot, and once committed it is never
+// formatted again, not even when the USB disk comes back.
+func TestUSBPulledMidClaim(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	disks := makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio}, diskSpec{diskMiB, magic, vm.AHCI}, diskSpec{diskMiB, magic, vm.USB})
+	usbID := "disk2" // the Disk.ID default: its index
+
+	cfg := vm.Config{ISO: iso, Disks: disks}
+	m, err := vm.Start(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &guest{Machine: m, t: t, cfg: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	// Partition tables are on all three disks; mkfs comes next.
+	if err := m.WaitSerial(ctx, "setup-persistence: mkswap"); err != nil {
+		t.Fatalf("%v\n%s", err, m.SerialTail(30))
+	}
+	g.monitor("device_del " + usbID)
+	if err := m.WaitSSH(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := g.mode()
+	t.Logf("mode after the USB disk was pulled mid-claim: %s\n%s", first, regexp.MustCompile(`(?m)^setup-persistence: .*$`).FindAllString(g.BootLog(), -1))
+	g.poweroff()
+
+	// Next boot without the USB disk: the claim of the other two completes.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks[:2]})
+	wantEqual(t, "mode at the next boot", g.mode(), "persistent")
+	checkRAIDMembers(t, g, []string{"vda2", "sda2"})
+	g.run("echo kept >/home/op/lw-e2e")
+	g.poweroff()
+	fsid := checkClaimedOnHost(t, disks[:2], 2)
+
+	// The USB disk back: the committed filesystem is used, not made again.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks})
+	if mode := g.mode(); mode != "persistent" && mode != "degraded" {
+		t.Fatalf("mode with the USB disk back = %q", mode)
+	}
+	wantEqual(t, "data with the USB disk back", g.run("cat /home/op/lw-e2e"), "kept")
+	g.poweroff()
+	if got := checkClaimedOnHost(t, disks[:2], 2); got != fsid {
+		t.Errorf("filesystem %s was replaced by %s: formatted again", fsid, got)
+	}
+}
