@@ -131,36 +131,6 @@ func coldplugModules(a *Aliases, modaliases []string) []string {
 	return out
 }
 
-// storageModalias reports whether a device is on the path to a disk: a PCI
-// mass-storage controller (class 01), USB host controller (0c03) or SD host
-// (0805), a virtio block or SCSI device, or a device on a storage bus.
-// Coldplug loads their drivers first and waits for them; the rest (CPU
-// crypto, sound, sensors) load in the background while persistence runs.
-func storageModalias(m string) bool {
-	if rest, ok := strings.CutPrefix(m, "pci:"); ok {
-		_, cls, _ := strings.Cut(rest, "bc")
-		return strings.HasPrefix(cls, "01") || strings.HasPrefix(cls, "0Csc03") || strings.HasPrefix(cls, "08sc05")
-	}
-	for _, p := range []string{"virtio:d00000002v", "virtio:d00000008v", "scsi:", "mmc:", "nvme:"} {
-		if strings.HasPrefix(m, p) {
-			return true
-		}
-	}
-	return strings.HasPrefix(m, "usb:") && strings.Contains(m, "ic08isc")
-}
-
-// splitStorage divides the modaliases present into the storage path and the rest.
-func splitStorage(modaliases []string) (storage, rest []string) {
-	for _, m := range modaliases {
-		if storageModalias(m) {
-			storage = append(storage, m)
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	return storage, rest
-}
-
 func (s System) coldplugCmd(out io.Writer, dry bool) error {
 	a, err := s.aliases()
 	if err != nil {
@@ -226,13 +196,10 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 		loader: &loader{load: s.Load, asked: map[string]bool{}, log: log}, late: map[string]bool{}}
 	t0 := time.Now()
 	present := s.modaliases()
-	storage, rest := splitStorage(present)
-	mods := coldplugModules(a, storage)
+	mods := coldplugModules(a, present)
 	scanned := time.Since(t0)
 	d.loader.loadAll(mods)
-	log("coldplug: %d storage driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs); the others load in the background",
-		len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
-	go d.loader.loadAll(coldplugModules(a, rest))
+	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs)", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
 	s.nameVirtioPorts(out)
 	d.settle(events, t0, s.maxWait(), DefaultQuiet)
 	d.booted = true
@@ -284,6 +251,9 @@ func (d *dispatcher) settle(events <-chan Event, t0 time.Time, max, quiet time.D
 	said := ""
 	for {
 		st.pending = d.Sys.Pending()
+		if d.loader.inflight.Load() > 0 {
+			st.pending = append(st.pending, "drivers loading")
+		}
 		done, recheck := decide(time.Now(), st)
 		if done {
 			switch {

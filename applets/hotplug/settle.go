@@ -81,8 +81,7 @@ type Sysfs string
 
 // Pending lists the storage devices present whose disks have not appeared:
 // a USB mass-storage interface, a SCSI disk-type device, an NVMe controller
-// or an MMC/SD card without a block device below it, a virtio block or SCSI
-// device without its driver.
+// or an MMC/SD card without a block device below it.
 func (s Sysfs) Pending() []string {
 	var out []string
 	ifaces, _ := filepath.Glob(filepath.Join(string(s), "bus/usb/devices/*:*"))
@@ -105,16 +104,6 @@ func (s Sysfs) Pending() []string {
 	for _, d := range nvme {
 		if readTrim(filepath.Join(d, "state")) != "dead" && !hasBlock(d) {
 			out = append(out, fmt.Sprintf("NVMe controller %s (%s)", filepath.Base(d), readTrim(filepath.Join(d, "model"))))
-		}
-	}
-	// virtio block (2) and SCSI (8) devices before their driver binds.
-	virtio, _ := filepath.Glob(filepath.Join(string(s), "bus/virtio/devices/virtio*"))
-	for _, d := range virtio {
-		switch readTrim(filepath.Join(d, "device")) {
-		case "0x0002", "0x0008":
-			if !exists(filepath.Join(d, "driver")) {
-				out = append(out, fmt.Sprintf("virtio storage %s (no driver yet)", filepath.Base(d)))
-			}
 		}
 	}
 	cards, _ := filepath.Glob(filepath.Join(string(s), "bus/mmc/devices/*"))
