@@ -13,6 +13,7 @@ import (
 
 	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/latedisk"
 	"lightwhale/internal/probe"
 )
 
@@ -83,6 +84,9 @@ func status(out io.Writer, sys blockdev.System, only []string) error {
 		for _, l := range strings.Split(strings.TrimSpace(string(w)), "\n") {
 			fmt.Fprintf(out, "WARNING:   %s\n", l)
 		}
+	}
+	for _, l := range latedisk.Read(latedisk.File) {
+		fmt.Fprintf(out, "LATE DISK: %s\n", l)
 	}
 	return nil
 }

@@ -1,0 +1,403 @@
+package hotplug
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"lightwhale/internal/blockdev"
+	"lightwhale/internal/gpt"
+	"lightwhale/internal/latedisk"
+	"lightwhale/internal/probe"
+)
+
+const lateRecord = latedisk.File
+
+// loader loads each module once, several at a time; it counts the loads in
+// flight, which storage settle waits for.
+type loader struct {
+	load     func([]string) error
+	log      func(format string, a ...any)
+	mu       sync.Mutex
+	asked    map[string]bool
+	inflight atomic.Int32
+}
+
+// fresh returns the modules not asked for before, and marks them asked.
+func (l *loader) fresh(mods []string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, m := range mods {
+		if !l.asked[m] {
+			l.asked[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// loadAll loads mods split over one modprobe per CPU, and waits. Loading in
+// parallel is safe: the kernel serialises loads of the same module, and
+// modprobe counts "already loaded" as success.
+func (l *loader) loadAll(mods []string) {
+	mods = l.fresh(mods)
+	n := runtime.NumCPU()
+	var wg sync.WaitGroup
+	for i := 0; i < n && i < len(mods); i++ {
+		var chunk []string
+		for j := i; j < len(mods); j += n {
+			chunk = append(chunk, mods[j])
+		}
+		wg.Add(1)
+		l.inflight.Add(1)
+		go func() {
+			defer wg.Done()
+			defer l.inflight.Add(-1)
+			if err := l.load(chunk); err != nil {
+				l.log("%v", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// loadAsync loads mods in the background (a hotplug event must not hold up
+// the next one), and returns those not asked for before.
+func (l *loader) loadAsync(mods []string) []string {
+	if mods = l.fresh(mods); len(mods) == 0 {
+		return nil
+	}
+	l.inflight.Add(1)
+	go func() {
+		defer l.inflight.Add(-1)
+		if err := l.load(mods); err != nil {
+			l.log("%v", err)
+		}
+	}()
+	return mods
+}
+
+func (s System) aliases() (*Aliases, error) {
+	f, err := os.Open(filepath.Join(s.Modules, "modules.alias"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseAliases(f)
+}
+
+// modaliases reads the modalias of every device in sysfs, each once.
+func (s System) modaliases() []string {
+	seen := map[string]bool{}
+	filepath.WalkDir(filepath.Join(string(s.Sys), "devices"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "modalias" && d.Type().IsRegular() {
+			if m := readTrim(p); m != "" {
+				seen[m] = true
+			}
+		}
+		return nil
+	})
+	out := make([]string, 0, len(seen))
+	for m := range seen {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// coldplugModules resolves the modaliases of the devices present to modules.
+func coldplugModules(a *Aliases, modaliases []string) []string {
+	set := map[string]bool{}
+	for _, m := range modaliases {
+		for _, mod := range a.Lookup(m) {
+			set[mod] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for m := range set {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s System) coldplugCmd(out io.Writer, dry bool) error {
+	a, err := s.aliases()
+	if err != nil {
+		return err
+	}
+	if dry {
+		for _, m := range s.modaliases() {
+			if mods := a.Lookup(m); len(mods) > 0 {
+				fmt.Fprintf(out, "%s %s\n", m, strings.Join(mods, " "))
+			}
+		}
+		return nil
+	}
+	l := &loader{load: s.Load, asked: map[string]bool{}, log: logf(out)}
+	l.loadAll(coldplugModules(a, s.modaliases()))
+	s.nameVirtioPorts(out)
+	return nil
+}
+
+func logf(out io.Writer) func(string, ...any) {
+	return func(format string, a ...any) { fmt.Fprintf(out, "hotplug: "+format+"\n", a...) }
+}
+
+// daemon: listen first, so nothing added during coldplug is missed; coldplug;
+// settle storage; say ready; then handle events for as long as the system
+// runs.
+func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
+	log := logf(out)
+	a, err := s.aliases()
+	if err != nil {
+		return err
+	}
+	nl, err := ListenUevents()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	os.MkdirAll(s.RunDir, 0o755)
+	os.WriteFile(filepath.Join(s.RunDir, "hotplug.pid"), []byte(fmt.Sprintln(os.Getpid())), 0o644)
+
+	events := make(chan Event, 4096)
+	overflow := make(chan struct{}, 1)
+	go func() {
+		for {
+			e, err := nl.Read()
+			if errors.Is(err, ErrOverflow) {
+				select {
+				case overflow <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			if err != nil {
+				log("%v", err)
+				close(events)
+				return
+			}
+			events <- e
+		}
+	}()
+
+	d := &dispatcher{System: s, aliases: a, log: log,
+		loader: &loader{load: s.Load, asked: map[string]bool{}, log: log}, late: map[string]bool{}}
+	t0 := time.Now()
+	present := s.modaliases()
+	mods := coldplugModules(a, present)
+	scanned := time.Since(t0)
+	d.loader.loadAll(mods)
+	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs)", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
+	s.nameVirtioPorts(out)
+	d.settle(events, t0, s.maxWait(), DefaultQuiet)
+	d.booted = true
+	if ready != nil {
+		fmt.Fprintln(ready, "ready")
+		ready.Close()
+	}
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return errors.New("uevent socket closed")
+			}
+			d.handle(e)
+		case <-overflow:
+			log("uevents were lost; loading drivers for every device again")
+			d.loader.loadAll(coldplugModules(a, s.modaliases()))
+			s.nameVirtioPorts(out)
+		}
+	}
+}
+
+// dispatcher acts on uevents.
+type dispatcher struct {
+	System
+	aliases *Aliases
+	loader  *loader
+	log     func(string, ...any)
+	booted  bool            // coldplug and settle are over: S40network handles the NICs present
+	late    map[string]bool // devices already reported late
+}
+
+// settle waits for storage (see settle.go), handling events meanwhile.
+func (d *dispatcher) settle(events <-chan Event, t0 time.Time, max, quiet time.Duration) {
+	st := settleState{start: time.Now(), quiet: quiet, max: max}
+	// Events queued during coldplug: handle them, and note the last one that
+	// announced a slow bus.
+	for drained := false; !drained; {
+		select {
+		case e := <-events:
+			d.handle(e)
+			if slowEvent(e) {
+				st.lastEvent = e.At
+			}
+		default:
+			drained = true
+		}
+	}
+	said := ""
+	for {
+		st.pending = d.Sys.Pending()
+		if d.loader.inflight.Load() > 0 {
+			st.pending = append(st.pending, "drivers loading")
+		}
+		done, recheck := decide(time.Now(), st)
+		if done {
+			switch {
+			case len(st.pending) > 0:
+				d.log("storage did not settle within %s; going on without: %s (boot with a larger lightwhale.wait= to wait longer)", max, strings.Join(st.pending, ", "))
+			case said != "":
+				d.log("storage settled after %.1fs", time.Since(t0).Seconds())
+			}
+			return
+		}
+		if msg := strings.Join(st.pending, ", "); msg != "" && msg != said {
+			d.log("waiting up to %s for storage to settle: %s", max, msg)
+			said = msg
+		} else if said == "" {
+			said = "a quiet period"
+			d.log("waiting for storage to settle (a storage bus is still enumerating)")
+		}
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			d.handle(e)
+			if storageEvent(e) {
+				st.lastEvent = e.At
+			}
+		case <-time.After(recheck):
+		}
+	}
+}
+
+// handle acts on one uevent.
+func (d *dispatcher) handle(e Event) {
+	if e.Action == "add" && e.Env["MODALIAS"] != "" {
+		if mods := d.loader.loadAsync(d.aliases.Lookup(e.Env["MODALIAS"])); len(mods) > 0 && d.booted {
+			d.log("%s: loading %s", e.Env["MODALIAS"], strings.Join(mods, " "))
+		}
+	}
+	switch e.Env["SUBSYSTEM"] {
+	case "virtio-ports":
+		if e.Action == "add" || e.Action == "change" {
+			d.nameVirtioPort(e.Env["DEVNAME"])
+		}
+	case "net":
+		if e.Action == "add" && d.booted {
+			d.netAdded(e.Env["INTERFACE"])
+		}
+	case "block":
+		if e.Action == "add" && d.booted {
+			d.blockAdded(e.Env["DEVNAME"], e.Env["DEVTYPE"])
+		}
+	}
+}
+
+// nameVirtioPorts links every virtio port to /dev/virtio-ports/NAME.
+func (s System) nameVirtioPorts(out io.Writer) {
+	ports, _ := filepath.Glob(filepath.Join(string(s.Sys), "class/virtio-ports/*"))
+	for _, p := range ports {
+		if err := s.linkVirtioPort(filepath.Base(p)); err != nil {
+			logf(out)("%v", err)
+		}
+	}
+}
+
+func (d *dispatcher) nameVirtioPort(dev string) {
+	if err := d.linkVirtioPort(dev); err != nil {
+		d.log("%v", err)
+	}
+}
+
+// linkVirtioPort makes /dev/virtio-ports/NAME -> ../vportNpM, as udev does;
+// the guest agent looks for its port by that name. A port whose name the
+// host has not sent yet is linked on its "change" event.
+func (s System) linkVirtioPort(dev string) error {
+	if dev == "" || strings.ContainsAny(dev, "/") {
+		return nil
+	}
+	n := readTrim(filepath.Join(string(s.Sys), "class/virtio-ports", dev, "name"))
+	if n == "" || strings.ContainsAny(n, "/") || n == "." || n == ".." {
+		return nil
+	}
+	dir := filepath.Join(s.Dev, "virtio-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	link := filepath.Join(dir, n)
+	os.Remove(link)
+	if err := os.Symlink("../"+dev, link); err != nil {
+		return fmt.Errorf("name virtio port %s: %w", dev, err)
+	}
+	return nil
+}
+
+// netAdded starts DHCP on a wired NIC that appeared after boot (virtual
+// links, such as Docker's veths, and wireless ones are left alone, as
+// S40network leaves them).
+func (d *dispatcher) netAdded(iface string) {
+	dir := filepath.Join(string(d.Sys), "class/net", iface)
+	if iface == "" || strings.Contains(iface, "/") || !exists(filepath.Join(dir, "device")) ||
+		exists(filepath.Join(dir, "wireless")) || exists(filepath.Join(dir, "phy80211")) {
+		return
+	}
+	d.log("network interface %s appeared: starting DHCP", iface)
+	go func() {
+		if err := d.DHCP(iface); err != nil {
+			d.log("%v", err)
+		}
+	}()
+}
+
+// blockAdded reports a Lightwhale disk that arrived after persistence
+// decided: a whole disk with the consent header, or our data filesystem not
+// mounted (one already mounted is a RAID member coming back, or the
+// partitions a claim just made).
+func (d *dispatcher) blockAdded(dev, devtype string) {
+	if dev == "" || strings.Contains(dev, "/") || d.late[dev] || !exists(filepath.Join(d.RunDir, "mode")) {
+		return
+	}
+	path := filepath.Join(d.Dev, dev)
+	head, err := blockdev.ReadAt(path, 0, probe.HeadBytes)
+	if err != nil {
+		return // an empty card reader, a drive already gone
+	}
+	what := ""
+	switch fs := probe.ParseBtrfs(head); {
+	case devtype == "disk" && probe.HasMagic(head) && !probe.IsBootMedium(head):
+		what = "consent header"
+	case fs != nil && fs.Label == gpt.DataName && !exists(filepath.Join(string(d.Sys), "fs/btrfs", fs.FSIDString())):
+		what = fmt.Sprintf("btrfs %q %s", fs.Label, fs.FSIDString())
+	default:
+		return
+	}
+	d.late[dev] = true
+	line := latedisk.Line(path, what)
+	d.log("%s", line)
+	if err := latedisk.Record(d.LateRecord, line); err != nil {
+		d.log("%v", err)
+	}
+	if err := d.Motd(); err != nil {
+		d.log("%v", err)
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,265 @@
+package hotplug
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"lightwhale/internal/cli"
+	"lightwhale/internal/latedisk"
+	"lightwhale/internal/probe"
+)
+
+// fakeSystem is a System on temp dirs whose module loads, DHCP and motd are
+// recorded instead of run.
+type fakeSystem struct {
+	System
+	mu     sync.Mutex
+	loaded [][]string
+	dhcp   chan string
+	motd   int
+}
+
+func newFake(t *testing.T, sys Sysfs) *fakeSystem {
+	root := t.TempDir()
+	f := &fakeSystem{dhcp: make(chan string, 4)}
+	f.System = System{
+		Sys: sys, Dev: filepath.Join(root, "dev"), RunDir: filepath.Join(root, "run"),
+		LateRecord: filepath.Join(root, "run", "late-disks"),
+		Load: func(m []string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.loaded = append(f.loaded, m)
+			return nil
+		},
+		DHCP: func(iface string) error { f.dhcp <- iface; return nil },
+		Motd: func() error { f.motd++; return nil },
+	}
+	os.MkdirAll(f.Dev, 0o755)
+	os.MkdirAll(f.RunDir, 0o755)
+	return f
+}
+
+func (f *fakeSystem) dispatcher(t *testing.T, booted bool) *dispatcher {
+	a, err := ParseAliases(strings.NewReader(aliasFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &dispatcher{System: f.System, aliases: a, booted: booted, log: t.Logf, late: map[string]bool{},
+		loader: &loader{load: f.Load, asked: map[string]bool{}, log: t.Logf}}
+}
+
+func (f *fakeSystem) waitLoads(t *testing.T, d *dispatcher) [][]string {
+	for deadline := time.Now().Add(5 * time.Second); d.loader.inflight.Load() > 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("module loads still in flight after 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loaded
+}
+
+func event(action string, kv ...string) Event {
+	e := Event{Action: action, DevPath: "/devices/x", Env: map[string]string{}, At: time.Now()}
+	for i := 0; i < len(kv); i += 2 {
+		e.Env[kv[i]] = kv[i+1]
+	}
+	return e
+}
+
+func TestHandleLoadsEachModuleOnce(t *testing.T) {
+	f := newFake(t, Sysfs(t.TempDir()))
+	d := f.dispatcher(t, true)
+	usb := event("add", "SUBSYSTEM", "usb", "MODALIAS", "usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00")
+	d.handle(usb)
+	f.waitLoads(t, d)
+	d.handle(usb)                                                             // the same device class again: loaded already
+	d.handle(event("remove", "SUBSYSTEM", "scsi", "MODALIAS", "scsi:t-0x00")) // not an add
+	d.handle(event("add", "SUBSYSTEM", "scsi", "MODALIAS", "scsi:t-0x05"))    // no module for it
+	d.handle(event("add", "SUBSYSTEM", "scsi", "MODALIAS", "scsi:t-0x00"))
+	if diff := cmp.Diff([][]string{{"usb_storage"}, {"sd_mod"}}, f.waitLoads(t, d)); diff != "" {
+		t.Errorf("loads (-want +got):\n%s", diff)
+	}
+}
+
+func TestColdplugModules(t *testing.T) {
+	a, _ := ParseAliases(strings.NewReader(aliasFile))
+	s := sysfsTree(t, map[string]string{
+		"devices/pci0000:00/0000:00:1f.2/modalias":         "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+		"devices/pci0000:00/0000:00:05.0/modalias":         "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
+		"devices/pci0000:00/0000:00:06.0/modalias":         "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
+		"devices/pci0000:00/0000:00:07.0/virtio2/modalias": "virtio:d00000002v00001AF4",
+		"devices/platform/unknown/modalias":                "platform:nothing-known",
+	}, nil)
+	f := newFake(t, s)
+	got := coldplugModules(a, f.modaliases())
+	if diff := cmp.Diff([]string{"ahci", "nvme", "virtio_blk"}, got); diff != "" {
+		t.Errorf("coldplug modules (-want +got):\n%s", diff)
+	}
+	l := &loader{load: f.Load, asked: map[string]bool{}, log: t.Logf}
+	l.loadAll(got)
+	var all []string
+	for _, c := range f.loaded {
+		all = append(all, c...)
+	}
+	if diff := cmp.Diff([]string{"ahci", "nvme", "virtio_blk"}, all, cmpSorted); diff != "" {
+		t.Errorf("loaded (-want +got):\n%s", diff)
+	}
+}
+
+var cmpSorted = cmp.Transformer("sort", func(in []string) []string {
+	out := append([]string(nil), in...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+})
+
+func TestNetAddedAfterBootOnly(t *testing.T) {
+	s := sysfsTree(t, map[string]string{
+		"class/net/eth1/device/vendor":   "0x1af4",
+		"class/net/wlan0/device/vendor":  "0x8086",
+		"class/net/wlan0/phy80211/index": "0",
+		"class/net/veth1/ifindex":        "9",
+	}, nil)
+	f := newFake(t, s)
+	d := f.dispatcher(t, false)
+	d.handle(event("add", "SUBSYSTEM", "net", "INTERFACE", "eth1")) // during boot: S40network's job
+	d.booted = true
+	for _, i := range []string{"wlan0", "veth1", "../eth1", "eth1"} {
+		d.handle(event("add", "SUBSYSTEM", "net", "INTERFACE", i))
+	}
+	select {
+	case got := <-f.dhcp:
+		if got != "eth1" {
+			t.Errorf("DHCP on %q, want eth1", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DHCP for eth1")
+	}
+	select {
+	case got := <-f.dhcp:
+		t.Errorf("second DHCP on %q", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestVirtioPortNamed(t *testing.T) {
+	s := sysfsTree(t, map[string]string{"class/virtio-ports/vport1p1/name": "org.qemu.guest_agent.0"}, nil)
+	f := newFake(t, s)
+	f.dispatcher(t, false).handle(event("add", "SUBSYSTEM", "virtio-ports", "DEVNAME", "vport1p1"))
+	got, err := os.Readlink(filepath.Join(f.Dev, "virtio-ports", "org.qemu.guest_agent.0"))
+	if err != nil || got != "../vport1p1" {
+		t.Errorf("link = %q, %v; want ../vport1p1", got, err)
+	}
+}
+
+// btrfsHead is the start of a device holding a btrfs superblock.
+func btrfsHead(label string, fsid byte) []byte {
+	b := make([]byte, probe.HeadBytes)
+	sb := b[64<<10:]
+	copy(sb[0x40:], "_BHRfS_M")
+	for i := 0; i < 16; i++ {
+		sb[0x20+i] = fsid
+	}
+	binary.LittleEndian.PutUint64(sb[0x88:], 1)
+	copy(sb[0x12b:], label)
+	return b
+}
+
+func TestLateDisk(t *testing.T) {
+	s := sysfsTree(t, map[string]string{"fs/btrfs/11111111-1111-1111-1111-111111111111/": ""}, nil)
+	f := newFake(t, s)
+	write := func(dev string, b []byte) { os.WriteFile(filepath.Join(f.Dev, dev), b, 0o644) }
+	write("sdb", append([]byte(probe.Magic+"\n"), make([]byte, 1<<20)...))
+	write("sdc", btrfsHead("lightwhale-data", 0x22))
+	write("sdd", btrfsHead("lightwhale-data", 0x11)) // the mounted filesystem: a member coming back
+	write("sde", btrfsHead("other", 0x33))
+	write("sdf1", append([]byte(probe.Magic), make([]byte, 1<<20)...)) // a partition never carries consent
+	d := f.dispatcher(t, true)
+	add := func(dev, typ string) { d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", dev, "DEVTYPE", typ)) }
+
+	add("sdb", "disk") // persistence has not decided yet: its own scan sees the disk
+	if got := latedisk.Read(f.LateRecord); got != nil {
+		t.Fatalf("recorded before the decision: %q", got)
+	}
+	os.WriteFile(filepath.Join(f.RunDir, "mode"), []byte("volatile\n"), 0o644)
+	for _, dev := range []string{"sdb", "sdb", "sdc", "sdd", "sde", "sdf1", "sdz"} {
+		typ := "disk"
+		if dev == "sdf1" {
+			typ = "partition"
+		}
+		add(dev, typ)
+	}
+	want := []string{
+		latedisk.Line(filepath.Join(f.Dev, "sdb"), "consent header"),
+		latedisk.Line(filepath.Join(f.Dev, "sdc"), `btrfs "lightwhale-data" 22222222-2222-2222-2222-222222222222`),
+	}
+	if diff := cmp.Diff(want, latedisk.Read(f.LateRecord)); diff != "" {
+		t.Errorf("late disks (-want +got):\n%s", diff)
+	}
+	if f.motd != 2 {
+		t.Errorf("motd rewritten %d times, want 2", f.motd)
+	}
+}
+
+func TestWaitFromCmdline(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"":                                  DefaultMaxWait,
+		"quiet lightwhale.wait=3 console=x": 3 * time.Second,
+		"lightwhale.wait=0":                 0,
+		"lightwhale.wait=-1":                DefaultMaxWait,
+		"lightwhale.wait=soon":              DefaultMaxWait,
+	} {
+		if got := waitFromCmdline(in); got != want {
+			t.Errorf("waitFromCmdline(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestMainCommandLine(t *testing.T) {
+	root, kver := t.TempDir(), "6.12.0-test"
+	mods := filepath.Join(root, "lib/modules", kver)
+	os.MkdirAll(mods, 0o755)
+	os.WriteFile(filepath.Join(mods, "modules.alias"), []byte(aliasFile), 0o644)
+	s := sysfsTree(t, map[string]string{"devices/pci0000:00/0000:00:1f.2/modalias": "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"}, nil)
+	f := newFake(t, s)
+	f.Modules = mods
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string // stdout, or the start of stderr when code != 0
+	}{
+		{[]string{"coldplug", "--dry-run"}, 0, "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01 ahci\n"},
+		{[]string{"--dry-run", "coldplug"}, 0, "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01 ahci\n"},
+		{[]string{}, 2, "lightwhale hotplug: expected one command"},
+		{[]string{"coldplug", "extra"}, 2, "lightwhale hotplug: expected one command"},
+		{[]string{"frobnicate"}, 2, `lightwhale hotplug: unknown command "frobnicate"`},
+		{[]string{"coldplug", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+	} {
+		var out, errb strings.Builder
+		code := f.Main(tc.args, cli.IO{Out: &out, Err: &errb})
+		got := out.String()
+		if tc.code != 0 {
+			got = errb.String()
+		}
+		if code != tc.code || !strings.HasPrefix(got, tc.out) {
+			t.Errorf("hotplug %q: exit %d, %q; want %d, %q", tc.args, code, got, tc.code, tc.out)
+		}
+	}
+	if len(f.loaded) != 0 {
+		t.Errorf("--dry-run loaded %v", f.loaded)
+	}
+}
