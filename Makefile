@@ -11,8 +11,17 @@ GO      ?= go
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X lightwhale/internal/version.Version=$(VERSION)'
 GOSRC   := $(shell find cmd applets internal -name '*.go' -not -name '*_test.go') go.mod go.sum
 DISKS   ?= 0
+MEM     ?= 2048
+BENCH_N ?= 3
+# Read by iso/run.sh and lwqemu from the environment, never spliced into a
+# command line.
+export DISKS MEM BENCH_N
+# The host-side QEMU launcher: the one QEMU definition (tests/vm) for make run,
+# and the one accelerator decision for make run, test and bench.
+LWQEMU  := $(BUILD)/lwqemu
+ACCEL    = $$($(LWQEMU) -accel -iso $(abspath $(ISO)))
 
-.PHONY: all build deps iso run test unit bench clean
+.PHONY: all build deps iso run check-args test unit bench clean
 
 all: build
 
@@ -31,8 +40,17 @@ iso: deps $(ISO)
 $(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM)
 	CUSTOM=$(abspath $(CUSTOM)) iso/build.sh $(VERSION) $(BIN) $@
 
-run: iso
-	iso/run.sh $(ISO) $(DISKS)
+$(LWQEMU): $(shell find tests/vm -name '*.go' -not -name '*_test.go') go.mod go.sum
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build -o $@ ./tests/vm/cmd/lwqemu
+
+# Bad DISKS, MEM or LIGHTWHALE_ACCEL stop make run, test and bench before
+# anything is built or booted.
+check-args: $(LWQEMU)
+	@$(LWQEMU) -check -disks "$$DISKS" -mem "$$MEM"
+
+run: check-args iso
+	iso/run.sh $(ISO)
 
 # Pure-logic tests only (no root, no ISO).
 unit:
@@ -40,8 +58,8 @@ unit:
 
 # Everything: unit, privileged (loop devices, btrfs, namespaces) and the QEMU
 # boot tests against the ISO.
-test: iso $(BUILD)/stub-kernel
-	LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
+test: check-args iso $(BUILD)/stub-kernel $(LWQEMU)
+	accel=$(ACCEL) && LIGHTWHALE_ACCEL=$$accel LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
 		LIGHTWHALE_STUB_KERNEL_ROOT=$(abspath $(BUILD)/stub-kernel) \
 		$(GO) test -p 1 -count=1 -timeout 80m ./...
 
@@ -53,9 +71,11 @@ $(BUILD)/stub-kernel: $(ISO)
 	cp $(BUILD)/iso-root/boot/vmlinuz $@/boot/vmlinuz-$$kver && \
 	cp -a $(BUILD)/rootfs/usr/lib/modules/$$kver $@/lib/modules/
 
-bench: iso
-	LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
-		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+# Each boot figure is the median of BENCH_N boots; results also in
+# build/bench.json.
+bench: check-args iso $(LWQEMU)
+	accel=$(ACCEL) && LIGHTWHALE_ACCEL=$$accel LIGHTWHALE_BENCH_JSON=$(abspath $(BUILD)/bench.json) LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
+		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./...
 
 clean:
 	rm -rf $(BUILD)
