@@ -218,7 +218,7 @@ func (s *System) gather(out io.Writer, r *report) (Config, bool) {
 
 func (s *System) early(ctx context.Context, stdio cli.IO) int {
 	var r report
-	if err := os.MkdirAll(s.RunDir, 0o700); err != nil {
+	if err := os.MkdirAll(s.RunDir, 0o755); err != nil {
 		return cli.Fail(stdio, name, err)
 	}
 	c, ok := s.gather(stdio.Err, &r)
