@@ -198,7 +198,7 @@ func TestBrokenSeedAppliesNothing(t *testing.T) {
 		t.Fatalf("early: %d\n%s", code, out)
 	}
 	motd, _ := os.ReadFile(filepath.Join(f.RunDir, motdFile))
-	if !strings.Contains(string(motd), "PROVISIONING ERROR: seed "+filepath.Join(f.Dev, "sr0")+" rejected: 1 problems") {
+	if !strings.Contains(string(motd), "PROVISIONING ERROR: seed "+filepath.Join(f.Dev, "sr0")+" rejected: 1 problem,") {
 		t.Errorf("motd: %q", motd)
 	}
 	f.stage(t, "apply")

@@ -183,8 +183,8 @@ func (s *System) gather(out io.Writer, r *report) (Config, bool) {
 				r.logf(out, "error: %s", l)
 			}
 			n := strings.Count(err.Error(), "\n") + 1
-			r.logf(out, "seed %s REJECTED (%d problems): nothing from it is applied", sd.Device, n)
-			r.errors = append(r.errors, fmt.Sprintf("seed %s rejected: %d problems, see %s", sd.Device, n, filepath.Join(s.RunDir, logFile)))
+			r.logf(out, "seed %s REJECTED (%s): nothing from it is applied", sd.Device, problems(n))
+			r.errors = append(r.errors, fmt.Sprintf("seed %s rejected: %s, see %s", sd.Device, problems(n), filepath.Join(s.RunDir, logFile)))
 		} else {
 			c, any = sc, true
 		}
@@ -214,6 +214,13 @@ func (s *System) gather(out io.Writer, r *report) (Config, bool) {
 		any = true
 	}
 	return c, any
+}
+
+func problems(n int) string {
+	if n == 1 {
+		return "1 problem"
+	}
+	return fmt.Sprintf("%d problems", n)
 }
 
 func (s *System) early(ctx context.Context, stdio cli.IO) int {
