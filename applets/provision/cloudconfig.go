@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -442,14 +441,4 @@ func parseNTP(c *Config, e *errs, n *yaml.Node) {
 			e.add("%s: unknown key (servers, pools)", k)
 		}
 	}
-}
-
-// sortedKeys is for deterministic messages.
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
