@@ -364,9 +364,9 @@ ethernets:
 	}
 
 	// The static address and route, proven by pings the host side answers.
-	ifc := g.run("for d in /sys/class/net/*; do [ \"$(cat $d/address)\" = " + lanMAC + " ] && basename $d; done")
-	addrs := g.run("ip -4 -o addr show dev " + ifc)
-	routes := g.run("ip -4 route")
+	ifc := g.run("basename $(dirname $(grep -lx " + lanMAC + " /sys/class/net/*/address))")
+	addrs := g.sudo("ip -4 -o addr show dev " + ifc)
+	routes := g.sudo("ip -4 route")
 	if !strings.Contains(addrs, "192.168.77.10/24") || !strings.Contains(routes, "10.9.0.0/16 via "+peerGW+" dev "+ifc) {
 		t.Errorf("%s: addresses:\n%s\nroutes:\n%s", ifc, addrs, routes)
 	}
