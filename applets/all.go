@@ -6,6 +6,7 @@ import (
 	"lightwhale/applets/hostname"
 	"lightwhale/applets/hotplug"
 	"lightwhale/applets/persistence"
+	"lightwhale/applets/provision"
 	"lightwhale/applets/stage1"
 	"lightwhale/applets/wifi"
 	"lightwhale/internal/cli"
@@ -19,6 +20,7 @@ func init() {
 		{Name: "setup-hostname", Summary: "set the host name (kernel, /etc/hostname, /etc/hosts), or print it", Main: hostname.Main},
 		{Name: "setup-wifi", Summary: "join a wireless network (WPA2-Personal or open), scan, show status", Main: wifi.Main},
 		{Name: "hotplug", Summary: "load drivers for the devices present and those that appear later (coldplug, uevents); settle storage", Main: hotplug.Main},
+		{Name: "provision", Summary: "configure the machine at boot from a NoCloud seed (cidata) and lightwhale.* kernel parameters", Main: provision.Main},
 		{Name: "init", Summary: "stage 1 of the boot: /init of the initramfs mounts the root squashfs and switches to it", Main: stage1.Main},
 		{Name: "version", Summary: "print the Lightwhale version", Main: func(_ []string, s cli.IO) int {
 			fmt.Fprintln(s.Out, version.Version)

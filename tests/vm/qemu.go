@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Firmware selects what QEMU boots with.
@@ -103,6 +105,12 @@ type Config struct {
 	BootOrder []string
 	// LogDir keeps the serial logs; a test temp dir when empty.
 	LogDir string
+	// SSHKey, when set, is how the harness logs in as op instead of the
+	// password (a provisioned guest refuses password login).
+	SSHKey ssh.Signer
+	// RTCBase starts the guest's clock at this date (QEMU -rtc base=), e.g.
+	// "2020-01-01" to test that the clock gets synced.
+	RTCBase string
 }
 
 // OVMFPath is the UEFI firmware image Debian's ovmf package installs.
@@ -208,6 +216,9 @@ func (c Config) Args(h Host) ([]string, error) {
 			return nil, fmt.Errorf("uefi firmware: %w (apt-get install ovmf)", err)
 		}
 		a = append(a, "-bios", OVMFPath)
+	}
+	if c.RTCBase != "" {
+		a = append(a, "-rtc", "base="+c.RTCBase)
 	}
 	for i, n := range c.NICs {
 		nic, err := n.args(i + 1)

@@ -31,20 +31,22 @@ func (c *Client) Close() error { return c.c.Close() }
 
 // dial makes one SSH connection attempt. The host forward accepts TCP even
 // before the guest listens, so only a finished handshake counts.
-func dial(ctx context.Context, port int) (*Client, error) {
+func dial(ctx context.Context, port int, key ssh.Signer) (*Client, error) {
 	var hostKey string
+	auth := []ssh.AuthMethod{ssh.Password(Password)}
+	if key != nil {
+		auth = []ssh.AuthMethod{ssh.PublicKeys(key)}
+	}
 	cfg := &ssh.ClientConfig{
 		User: User,
-		Auth: []ssh.AuthMethod{
-			ssh.Password(Password),
+		Auth: append(auth,
 			ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
 				ans := make([]string, len(qs))
 				for i := range ans {
 					ans[i] = Password
 				}
 				return ans, nil
-			}),
-		},
+			})),
 		// Every boot of a volatile guest has new host keys; the tests
 		// compare fingerprints themselves where it matters.
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
@@ -111,7 +113,7 @@ func (m *Machine) WaitSSH(ctx context.Context) error {
 		if err := m.guestDead(); err != nil {
 			return fmt.Errorf("waiting for ssh: %w", err)
 		}
-		c, err := dial(ctx, m.SSHPort)
+		c, err := dial(ctx, m.SSHPort, m.cfg.SSHKey)
 		if err == nil {
 			m.ssh = c
 			m.HostKeys = append(m.HostKeys, c.HostKey)
