@@ -260,7 +260,7 @@ func (m *Machine) Reconnect(ctx context.Context) error {
 // Login makes a new SSH login and closes it: proves sshd accepts logins
 // without dropping the connection that other checks of a shared guest use.
 func (m *Machine) Login(ctx context.Context) error {
-	c, err := dial(ctx, m.SSHPort)
+	c, err := dial(ctx, m.SSHPort, m.cfg.SSHKey)
 	if err != nil {
 		return fmt.Errorf("%s: new ssh login: %w", m.cfg.Name, err)
 	}
