@@ -73,10 +73,10 @@ func checkClaimedOnHost(t *testing.T, disks []vm.Disk, wantDevices int) string {
 		if int(sb.NumDevices) != wantDevices {
 			t.Errorf("%s: btrfs has %d devices; want %d", d.Path, sb.NumDevices, wantDevices)
 		}
-		if fsid != "" && sb.FSID != fsid {
-			t.Errorf("%s: fsid %s differs from the other member's %s", d.Path, sb.FSID, fsid)
+		if fsid != "" && sb.FSIDString() != fsid {
+			t.Errorf("%s: fsid %s differs from the other member's %s", d.Path, sb.FSIDString(), fsid)
 		}
-		fsid = sb.FSID
+		fsid = sb.FSIDString()
 	}
 	return fsid
 }
@@ -183,8 +183,8 @@ func TestRAIDDegraded(t *testing.T) {
 	t.Logf("status while degraded:\n%s", st)
 	g.run("echo written-degraded >/home/op/lw-e2e-degraded")
 	g.poweroff()
-	if _, sb := dataPartition(t, disks[0].Path); sb.FSID != fsid {
-		t.Fatalf("the survivor's filesystem changed from %s to %s: it was formatted", fsid, sb.FSID)
+	if _, sb := dataPartition(t, disks[0].Path); sb.FSIDString() != fsid {
+		t.Fatalf("the survivor's filesystem changed from %s to %s: it was formatted", fsid, sb.FSIDString())
 	}
 
 	// Put the disk back.
