@@ -5,6 +5,7 @@ package vm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -40,7 +41,20 @@ type Bus string
 
 const (
 	Virtio Bus = "virtio" // virtio-blk: /dev/vdX in the guest
-	AHCI   Bus = "ahci"   // SATA: /dev/sdX in the guest
+	AHCI   Bus = "ahci"   // SATA on an AHCI controller: /dev/sdX
+	USB    Bus = "usb"    // usb-storage on a qemu-xhci controller: /dev/sdX, a USB stick
+	NVMe   Bus = "nvme"   // its own NVMe controller: /dev/nvmeXn1
+	SCSI   Bus = "scsi"   // scsi-hd on a virtio-scsi-pci controller: /dev/sdX
+	SD     Bus = "sd"     // sd-card on its own sdhci-pci controller: /dev/mmcblkX (image size a power of 2)
+)
+
+// Controller ids: a hot-plugged disk names them as bus=ID.0 in device_add.
+// A controller exists when a disk uses its bus, or when Config.Controllers
+// names the bus (to hot-plug the first disk).
+const (
+	AHCIController = "ahci0"
+	USBController  = "xhci0"
+	SCSIController = "scsi0"
 )
 
 // Disk is a raw image attached to the guest.
@@ -48,13 +62,25 @@ type Disk struct {
 	Path string
 	Bus  Bus  // Virtio when empty
 	Boot bool // boot from it (the ISO written raw, the USB-stick case)
+	// ID names the QEMU device, for device_del and Config.BootOrder;
+	// "disk<N>" (N its index in Config.Disks) when empty. Its drive (the
+	// backend, for drive_del) is ID+"-drive".
+	ID string
+}
+
+// NIC is an extra network card on a private Ethernet segment: every
+// machine, in this process or another, whose NIC names the same Segment
+// shares it (a UDP multicast group on loopback). No DHCP, no host there.
+type NIC struct {
+	Segment int    // UDP port of the segment's multicast group, 1024-65535
+	MAC     string // a random locally administered address when empty
 }
 
 // Config describes one QEMU machine. Exactly one of ISO, a Boot disk, or
 // Kernel must be set.
 type Config struct {
 	Name     string // names the serial log; the test name when empty
-	ISO      string // attached as a CD-ROM and booted from
+	ISO      string // attached as a CD-ROM (device id "cd0") and booted from
 	Kernel   string // direct kernel boot (stub and bare reference guests)
 	Initrd   string
 	Append   string
@@ -62,6 +88,18 @@ type Config struct {
 	MemMiB   int // 2048 when zero
 	CPUs     int // 2 when zero
 	Disks    []Disk
+	// CDROMs are extra read-only CD-ROMs, not booted (a cidata seed ISO);
+	// device ids "cd1", "cd2", ...
+	CDROMs []string
+	// NICs are network cards beyond the first (user networking with the
+	// SSH and HTTP forwards).
+	NICs []NIC
+	// Controllers to create even with no disk on them, for hot-plug.
+	Controllers []Bus
+	// BootOrder lists device ids ("cd0", a Disk's ID) in the order the
+	// firmware tries them, e.g. data disks before the CD. When empty, the
+	// ISO or the Boot disk boots.
+	BootOrder []string
 	// LogDir keeps the serial logs; a test temp dir when empty.
 	LogDir string
 }
@@ -78,6 +116,9 @@ type Machine struct {
 	HTTPPort int
 	// Serial is the path of the serial console log of this QEMU process.
 	Serial string
+	// RunDir holds the QMP socket (Monitor) and the guest-agent socket
+	// QGASocket(RunDir); it is removed when QEMU exits.
+	RunDir string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -99,16 +140,6 @@ func QEMU() string {
 	return ""
 }
 
-// hasKVM reports whether hardware acceleration can be used.
-func hasKVM() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}
-
 // freePort asks the kernel for an unused loopback TCP port. Another process
 // could take it before QEMU binds it; Start retries on that.
 func freePort() (int, error) {
@@ -120,14 +151,37 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// args builds QEMU's command line.
-func (c Config) args(serial string, sshPort, httpPort int) ([]string, error) {
-	mem, cpus := c.MemMiB, c.CPUs
-	if mem == 0 {
-		mem = 2048
-	}
+// Host is the host side of one QEMU process: where its console, forwards
+// and sockets go, and how it executes the guest.
+type Host struct {
+	// Serial is the console's log file; empty puts the console on this
+	// terminal (make run: Ctrl-A X quits, Ctrl-C goes to the guest).
+	Serial            string
+	SSHPort, HTTPPort int    // loopback ports forwarded to guest ports 22 and 80
+	RunDir            string // holds the sockets MonitorSocket and QGASocket
+	Accel             Accel
+}
+
+// MonitorSocket is the QMP socket of the machine using runDir.
+func MonitorSocket(runDir string) string { return filepath.Join(runDir, "qmp.sock") }
+
+// QGASocket is the guest-agent channel (org.qemu.guest_agent.0) of the
+// machine using runDir.
+func QGASocket(runDir string) string { return filepath.Join(runDir, "qga.sock") }
+
+// Args is QEMU's command line for c on h: the one definition that the
+// tests, make run (tests/vm/cmd/lwqemu) and make bench share.
+func (c Config) Args(h Host) ([]string, error) {
+	mem, cpus := memOr(c.MemMiB), c.CPUs
 	if cpus == 0 {
 		cpus = 2
+	}
+	if h.RunDir == "" || h.SSHPort == 0 || h.HTTPPort == 0 {
+		return nil, fmt.Errorf("machine %q: host side incomplete: %+v", c.Name, h)
+	}
+	accel, err := h.Accel.args()
+	if err != nil {
+		return nil, err
 	}
 	a := []string{
 		"-nodefaults", "-no-user-config",
@@ -135,30 +189,62 @@ func (c Config) args(serial string, sshPort, httpPort int) ([]string, error) {
 		"-vga", "std", // the ISO's console is on VGA as well; keep it a real machine
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
-		"-serial", "file:" + serial,
-		"-monitor", "none",
+		"-qmp", "unix:" + MonitorSocket(h.RunDir) + ",server=on,wait=off",
 		"-device", "virtio-rng-pci", // sshd makes host keys at first boot: entropy
-		"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:80", sshPort, httpPort),
+		"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:80", h.SSHPort, h.HTTPPort),
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=qga,path=" + QGASocket(h.RunDir) + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
 	}
-	if hasKVM() {
-		a = append(a, "-accel", "kvm", "-cpu", "host")
+	if h.Serial != "" {
+		a = append(a, "-serial", "file:"+h.Serial, "-monitor", "none")
 	} else {
-		// TCG: "max" exposes the instructions Debian's userland may probe for.
-		a = append(a, "-accel", "tcg", "-cpu", "max")
+		// What -nographic does: console and monitor multiplexed on stdio.
+		a = append(a, "-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev=con,mode=readline")
 	}
+	a = append(a, accel...)
 	if c.Firmware == UEFI {
 		if _, err := os.Stat(OVMFPath); err != nil {
 			return nil, fmt.Errorf("uefi firmware: %w (apt-get install ovmf)", err)
 		}
 		a = append(a, "-bios", OVMFPath)
 	}
+	for i, n := range c.NICs {
+		nic, err := n.args(i + 1)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, nic...)
+	}
+
+	// Boot order: explicit, or the one boot source first.
+	order := map[string]int{}
+	for i, id := range c.BootOrder {
+		order[id] = i
+	}
+	bootIndex := func(id string, boot bool) string {
+		if i, ok := order[id]; ok {
+			delete(order, id)
+			return fmt.Sprintf(",bootindex=%d", i)
+		}
+		if boot && len(c.BootOrder) == 0 {
+			return ",bootindex=0"
+		}
+		return ""
+	}
 
 	boots := 0
 	if c.ISO != "" {
 		boots++
 		a = append(a,
-			"-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file="+c.ISO,
-			"-device", "ide-cd,drive=cd0,bootindex=0")
+			"-drive", "if=none,id=cd0-drive,media=cdrom,readonly=on,format=raw,file="+c.ISO,
+			"-device", "ide-cd,id=cd0,drive=cd0-drive"+bootIndex("cd0", true))
+	}
+	for i, p := range c.CDROMs {
+		id := fmt.Sprintf("cd%d", i+1)
+		a = append(a,
+			"-drive", fmt.Sprintf("if=none,id=%s-drive,media=cdrom,readonly=on,format=raw,file=%s", id, p),
+			"-device", fmt.Sprintf("ide-cd,id=%s,drive=%s-drive", id, id)+bootIndex(id, false))
 	}
 	if c.Kernel != "" {
 		boots++
@@ -170,35 +256,98 @@ func (c Config) args(serial string, sshPort, httpPort int) ([]string, error) {
 			a = append(a, "-append", c.Append)
 		}
 	}
-	ahci := false
+	controllers := map[Bus]bool{}
+	controller := func(b Bus) {
+		if controllers[b] {
+			return
+		}
+		controllers[b] = true
+		switch b {
+		case AHCI:
+			a = append(a, "-device", "ahci,id="+AHCIController)
+		case USB:
+			a = append(a, "-device", "qemu-xhci,id="+USBController)
+		case SCSI:
+			a = append(a, "-device", "virtio-scsi-pci,id="+SCSIController)
+		}
+	}
+	for _, b := range c.Controllers {
+		switch b {
+		case AHCI, USB, SCSI:
+			controller(b)
+		default:
+			return nil, fmt.Errorf("machine %q: bus %q has no shared controller to create", c.Name, b)
+		}
+	}
+	ahciPort := 0
 	for i, d := range c.Disks {
-		id := fmt.Sprintf("disk%d", i)
+		id := d.ID
+		if id == "" {
+			id = fmt.Sprintf("disk%d", i)
+		}
+		drive := id + "-drive"
 		// cache=unsafe: no host fsync for guest flushes (fast under TCG); the
 		// data still reaches the image file, which outlives QEMU.
-		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", id, d.Path))
-		dev := ""
+		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", drive, d.Path))
+		var dev string
 		switch d.Bus {
 		case Virtio, "":
-			dev = "virtio-blk-pci,drive=" + id
+			dev = "virtio-blk-pci"
 		case AHCI:
-			if !ahci {
-				a = append(a, "-device", "ahci,id=ahci0")
-				ahci = true
-			}
-			dev = fmt.Sprintf("ide-hd,drive=%s,bus=ahci0.%d", id, i)
+			controller(AHCI)
+			dev = fmt.Sprintf("ide-hd,bus=%s.%d", AHCIController, ahciPort)
+			ahciPort++
+		case USB:
+			controller(USB)
+			dev = "usb-storage,bus=" + USBController + ".0"
+		case NVMe:
+			dev = "nvme,serial=" + id // a serial number is mandatory
+		case SCSI:
+			controller(SCSI)
+			dev = "scsi-hd,bus=" + SCSIController + ".0"
+		case SD:
+			a = append(a, "-device", "sdhci-pci,id="+id+"-sdhci")
+			// Its bus is named "sd-bus" whatever the controller id: leave it to QEMU, which picks a free one.
+			dev = "sd-card"
 		default:
 			return nil, fmt.Errorf("disk %s: unknown bus %q", d.Path, d.Bus)
 		}
 		if d.Boot {
 			boots++
-			dev += ",bootindex=0"
 		}
-		a = append(a, "-device", dev)
+		a = append(a, "-device", dev+",id="+id+",drive="+drive+bootIndex(id, d.Boot))
 	}
 	if boots != 1 {
 		return nil, fmt.Errorf("machine %q: need exactly one of ISO, Kernel or a boot disk, have %d", c.Name, boots)
 	}
+	for id := range order {
+		return nil, fmt.Errorf("machine %q: BootOrder names %q, which is no device of it", c.Name, id)
+	}
 	return a, nil
+}
+
+// args is the -netdev and -device pair of an extra NIC.
+func (n NIC) args(i int) ([]string, error) {
+	if n.Segment < 1024 || n.Segment > 65535 {
+		return nil, fmt.Errorf("nic %d: segment %d is not a UDP port in 1024-65535", i, n.Segment)
+	}
+	mac := n.MAC
+	if mac == "" {
+		b := make([]byte, 3)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		// 52:54:00 is QEMU's prefix; the random rest keeps machines apart.
+		mac = fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+	}
+	if _, err := net.ParseMAC(mac); err != nil {
+		return nil, fmt.Errorf("nic %d: %w", i, err)
+	}
+	id := fmt.Sprintf("net%d", i)
+	return []string{
+		"-netdev", fmt.Sprintf("socket,id=%s,mcast=230.0.0.1:%d,localaddr=127.0.0.1", id, n.Segment),
+		"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s,id=nic%d", id, mac, i),
+	}, nil
 }
 
 // Start boots a machine and registers its cleanup: on failure the tail of the
@@ -292,8 +441,20 @@ func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	args, err := cfg.args(serial, sshPort, httpPort)
+	// A short path: unix socket names are limited to 107 bytes.
+	runDir, err := os.MkdirTemp("", "lwvm-")
 	if err != nil {
+		return nil, fmt.Errorf("qemu run dir: %w", err)
+	}
+	accel, err := testAccel(cfg)
+	if err != nil {
+		os.RemoveAll(runDir)
+		return nil, err
+	}
+	h := Host{Serial: serial, SSHPort: sshPort, HTTPPort: httpPort, RunDir: runDir, Accel: accel}
+	args, err := cfg.Args(h)
+	if err != nil {
+		os.RemoveAll(runDir)
 		return nil, err
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
@@ -301,9 +462,10 @@ func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
 	cmd.Stderr = &stderr
 	cmd.Stdout = &stderr
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(runDir)
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	m := &Machine{t: t, cfg: cfg, SSHPort: sshPort, HTTPPort: httpPort, Serial: serial, cmd: cmd, exited: make(chan struct{})}
+	m := &Machine{t: t, cfg: cfg, SSHPort: sshPort, HTTPPort: httpPort, Serial: serial, RunDir: runDir, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		m.errMu.Lock()
@@ -311,6 +473,7 @@ func startOnce(t testing.TB, cfg Config, serial string) (*Machine, error) {
 			m.err = fmt.Errorf("qemu: %w: %s", err, strings.TrimSpace(stderr.String()))
 		}
 		m.errMu.Unlock()
+		os.RemoveAll(runDir)
 		close(m.exited)
 	}()
 	// QEMU fails within moments on a bad command line or a taken port.
