@@ -148,19 +148,41 @@ func diskWrite(h *hostfake.Fake, op string) bool {
 		strings.HasPrefix(op, "run btrfs subvolume") || strings.HasPrefix(op, "run btrfs filesystem label")
 }
 
-// TestApplyFailsAtEveryCall breaks a two-disk claim at each changing call in
-// turn (a tool, a write, a mount, a lock...), then reboots and runs again.
+// TestApplyFailsAtEveryCall breaks a run at each changing call in turn (a
+// tool, a write, a mount, a lock...), then reboots and runs again: a claim of
+// two magic disks, and the boot of an existing claim.
 func TestApplyFailsAtEveryCall(t *testing.T) {
-	ref := twoMagicDisks(t)
+	claimed := func(t *testing.T) *hostfake.Fake {
+		h := twoMagicDisks(t)
+		if code, out := boot(t, h); code != 0 {
+			t.Fatalf("claim exited %d:\n%s", code, out)
+		}
+		h.Reboot()
+		return h
+	}
+	for _, tc := range []struct {
+		name     string
+		setup    func(*testing.T) *hostfake.Fake
+		minCalls int
+	}{
+		{"claim", twoMagicDisks, 60},
+		{"existing", claimed, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) { failAtEveryCall(t, tc.setup, tc.minCalls) })
+	}
+}
+
+func failAtEveryCall(t *testing.T, setup func(*testing.T) *hostfake.Fake, minCalls int) {
+	ref := setup(t)
 	if code, out := boot(t, ref); code != 0 {
-		t.Fatalf("reference claim exited %d:\n%s", code, out)
+		t.Fatalf("reference run exited %d:\n%s", code, out)
 	}
 	calls := ref.Log
-	if len(calls) < 30 {
-		t.Fatalf("only %d changing calls in a claim: %q", len(calls), calls)
+	if len(calls) < minCalls {
+		t.Fatalf("only %d changing calls: %q", len(calls), calls)
 	}
 	for n := 1; n <= len(calls); n++ {
-		h := twoMagicDisks(t)
+		h := setup(t)
 		h.FailAt = n
 		code, out := boot(t, h)
 		failed := h.Log[n-1]
