@@ -10,18 +10,24 @@ import (
 	"lightwhale/applets/stage1"
 	"lightwhale/applets/wifi"
 	"lightwhale/internal/cli"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/version"
 )
 
 // One line per applet; the links in the rootfs are made from these names.
 func init() {
 	registry = []Applet{
-		{Name: "setup-persistence", Aliases: []string{"S11persistence"}, Summary: "find, claim or volatile-mount the data filesystem and overlay /etc /var /home", Main: persistence.Main},
+		{Name: persistence.Name, Summary: "find, claim or volatile-mount the data filesystem and overlay /etc /var /home", Main: persistence.Main},
+		{Name: persistence.InitName, Summary: "the init script of setup-persistence: start|stop", Main: persistence.InitScript},
 		{Name: "setup-hostname", Summary: "set the host name (kernel, /etc/hostname, /etc/hosts), or print it", Main: hostname.Main},
 		{Name: "setup-wifi", Summary: "join a wireless network (WPA2-Personal or open), scan, show status", Main: wifi.Main},
 		{Name: "hotplug", Summary: "load drivers for the devices present and those that appear later (coldplug, uevents); settle storage", Main: hotplug.Main},
 		{Name: "provision", Summary: "configure the machine at boot from a NoCloud seed (cidata) and lightwhale.* kernel parameters", Main: provision.Main},
 		{Name: "init", Summary: "stage 1 of the boot: /init of the initramfs mounts the root squashfs and switches to it", Main: stage1.Main},
+		{Name: "paths", Summary: "print the fixed paths and names as shell-safe LIGHTWHALE_KEY='value' lines, for the init scripts", Main: func(_ []string, s cli.IO) int {
+			fmt.Fprint(s.Out, paths.Shell())
+			return 0
+		}},
 		{Name: "version", Summary: "print the Lightwhale version", Main: func(_ []string, s cli.IO) int {
 			fmt.Fprintln(s.Out, version.Version)
 			return 0

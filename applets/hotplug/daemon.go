@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"lightwhale/internal/blockdev"
-	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
 	"lightwhale/internal/latedisk"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
@@ -373,7 +373,7 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 		return
 	}
 	path := filepath.Join(d.Dev, dev)
-	head, err := blockdev.ReadAt(path, 0, probe.HeadBytes)
+	head, err := host.Real.ReadAt(path, 0, probe.HeadBytes)
 	if err != nil {
 		return // an empty card reader, a drive already gone
 	}
@@ -381,7 +381,7 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 	switch fs := probe.ParseBtrfs(head); {
 	case devtype == "disk" && probe.HasMagic(head) && !probe.IsBootMedium(head):
 		what = "consent header"
-	case fs != nil && fs.Label == gpt.DataName && !exists(filepath.Join(string(d.Sys), "fs/btrfs", fs.FSIDString())):
+	case fs != nil && fs.Label == paths.DataLabel && !exists(filepath.Join(string(d.Sys), "fs/btrfs", fs.FSIDString())):
 		what = fmt.Sprintf("btrfs %q %s", fs.Label, fs.FSIDString())
 	default:
 		return

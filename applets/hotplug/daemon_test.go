@@ -13,6 +13,7 @@ import (
 
 	"lightwhale/internal/cli"
 	"lightwhale/internal/latedisk"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
@@ -183,11 +184,11 @@ func TestLateDisk(t *testing.T) {
 	s := sysfsTree(t, map[string]string{"fs/btrfs/11111111-1111-1111-1111-111111111111/": ""}, nil)
 	f := newFake(t, s)
 	write := func(dev string, b []byte) { os.WriteFile(filepath.Join(f.Dev, dev), b, 0o644) }
-	write("sdb", append([]byte(probe.Magic+"\n"), make([]byte, 1<<20)...))
+	write("sdb", append([]byte(paths.Consent+"\n"), make([]byte, 1<<20)...))
 	write("sdc", btrfsHead("lightwhale-data", 0x22))
 	write("sdd", btrfsHead("lightwhale-data", 0x11)) // the mounted filesystem: a member coming back
 	write("sde", btrfsHead("other", 0x33))
-	write("sdf1", append([]byte(probe.Magic), make([]byte, 1<<20)...)) // a partition never carries consent
+	write("sdf1", append([]byte(paths.Consent), make([]byte, 1<<20)...)) // a partition never carries consent
 	d := f.dispatcher(t, true)
 	add := func(dev, typ string) { d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", dev, "DEVTYPE", typ)) }
 

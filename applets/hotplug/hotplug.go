@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/paths"
 )
 
 const name = "hotplug"
@@ -64,7 +65,7 @@ var Host = System{
 	Dev:        "/dev",
 	Modules:    "/lib/modules/" + kernelRelease(),
 	Cmdline:    "/proc/cmdline",
-	RunDir:     "/run/lightwhale",
+	RunDir:     paths.RunDir,
 	LateRecord: lateRecord,
 	Load:       modprobe,
 	DHCP:       func(iface string) error { return runTool("/usr/libexec/lightwhale/dhcp-up", iface) },

@@ -3,27 +3,25 @@ package persistence
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
-	"lightwhale/internal/blockdev"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
 // enable writes the consent header: the safe replacement for `echo | dd`.
 // It refuses the boot medium, partitions and devices in use always, and a
 // disk with recognisable content unless forced; it asks unless --yes.
-func enable(stdio cli.IO, sys blockdev.System, path string, yes, force bool) error {
+func enable(stdio cli.IO, h host.Host, path string, yes, force bool) error {
 	name := filepath.Base(path)
 	if !strings.HasPrefix(path, "/dev/") || strings.Contains(name, "..") {
 		return fmt.Errorf("%q is not a block device path like /dev/sdb", path)
 	}
-	dev, err := sys.Device(name)
+	dev, err := h.Device(name)
 	if err != nil {
 		return fmt.Errorf("%s is not a block device: %w", path, err)
 	}
@@ -33,10 +31,10 @@ func enable(stdio cli.IO, sys blockdev.System, path string, yes, force bool) err
 	if dev.ReadOnly {
 		return fmt.Errorf("%s is read-only", path)
 	}
-	if why := sys.Busy(dev); why != "" {
+	if why := h.Busy(dev); why != "" {
 		return fmt.Errorf("%s is in use: %s", path, why)
 	}
-	head, err := blockdev.ReadAt(dev.Path, 0, probe.HeadBytes)
+	head, err := h.ReadAt(dev.Path, 0, probe.HeadBytes)
 	if err != nil {
 		return err
 	}
@@ -60,9 +58,9 @@ func enable(stdio cli.IO, sys blockdev.System, path string, yes, force bool) err
 			return ErrAborted
 		}
 	}
-	f, err := os.OpenFile(dev.Path, os.O_RDWR|unix.O_EXCL, 0)
+	f, err := h.OpenDisk(dev.Path, true)
 	if err != nil {
-		return fmt.Errorf("open %s exclusively: %w", path, err)
+		return err
 	}
 	defer f.Close()
 	if force {
@@ -78,14 +76,14 @@ func enable(stdio cli.IO, sys blockdev.System, path string, yes, force bool) err
 			}
 		}
 	}
-	if _, err := f.WriteAt([]byte(probe.Magic+"\n"), 0); err != nil {
+	if _, err := f.WriteAt([]byte(paths.Consent+"\n"), 0); err != nil {
 		return fmt.Errorf("write header to %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	if force {
-		_ = blockdev.Reread(dev.Path) // drop the old partitions from the kernel's view
+		_ = h.Reread(dev.Path) // drop the old partitions from the kernel's view
 	}
 	fmt.Fprintf(stdio.Out, "%s now carries the consent header. Reboot (or run: sudo setup-persistence) to claim it.\n", path)
 	return nil

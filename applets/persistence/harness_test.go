@@ -19,7 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
+	"lightwhale/tests/vm"
 )
 
 var binary string // the lightwhale binary under test
@@ -75,16 +77,10 @@ type loopDisk struct {
 func newDisk(t testing.TB, sizeMiB int64, sector int, head string) *loopDisk {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(f, sizeMiB<<20); err != nil {
+	if err := vm.NewDisk(f, sizeMiB, head); err != nil {
 		t.Fatal(err)
 	}
 	d := &loopDisk{t: t, file: f, sector: sector}
-	if head != "" {
-		d.writeAt(0, head)
-	}
 	d.attach()
 	t.Cleanup(d.detach)
 	return d
@@ -223,9 +219,9 @@ type namespace struct {
 
 func newNamespace(t testing.TB) *namespace {
 	t.Helper()
-	os.MkdirAll(RunDir, 0o755)
+	os.MkdirAll(paths.RunDir, 0o755)
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-		"mount -t tmpfs tmpfs "+RunDir+" && echo ready && exec sleep 100000")
+		"mount -t tmpfs tmpfs "+paths.RunDir+" && echo ready && exec sleep 100000")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -281,14 +277,14 @@ func (ns *namespace) sh(script string) string {
 // mustStart runs setup-persistence on the given disks and requires success.
 func (ns *namespace) mustStart(disks ...*loopDisk) string {
 	ns.t.Helper()
-	out, code := ns.lw(append([]string{"setup-persistence", "--wait", "2s"}, devicesFlag(disks...)...)...)
+	out, code := ns.lw(append([]string{"setup-persistence", "--wait", "2s"}, devicesArgs(disks...)...)...)
 	if code != 0 {
 		ns.t.Fatalf("setup-persistence exited %d:\n%s", code, out)
 	}
 	return out
 }
 
-func devicesFlag(disks ...*loopDisk) []string {
+func devicesArgs(disks ...*loopDisk) []string {
 	var devs []string
 	for _, d := range disks {
 		devs = append(devs, d.dev)

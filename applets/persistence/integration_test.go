@@ -8,54 +8,54 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"lightwhale/internal/btrfs"
+	"lightwhale/internal/paths"
 
-	"lightwhale/internal/gpt"
-	"lightwhale/internal/probe"
+	"github.com/google/go-cmp/cmp"
 )
 
-const header = probe.Magic + "\n" // what `echo ... | dd` writes
+const header = paths.Consent + "\n" // what `echo ... | dd` writes
 
 // checkClaimed verifies a complete claim of disks, mounted in ns, and
 // returns the filesystem UUID.
 func checkClaimed(t *testing.T, ns *namespace, wantData, wantMeta string, disks ...*loopDisk) string {
 	t.Helper()
-	if got := ns.fstype(DataDir); got != "btrfs" {
-		t.Fatalf("%s is %q, want btrfs", DataDir, got)
+	if got := ns.fstype(paths.DataDir); got != "btrfs" {
+		t.Fatalf("%s is %q, want btrfs", paths.DataDir, got)
 	}
-	if got := ns.fstype(StateDir); got != "btrfs" {
-		t.Errorf("%s is %q, want btrfs", StateDir, got)
+	if got := ns.fstype(paths.StateDir); got != "btrfs" {
+		t.Errorf("%s is %q, want btrfs", paths.StateDir, got)
 	}
-	for _, dir := range OverlayDirs {
+	for _, dir := range paths.OverlayDirs {
 		if got := ns.fstype(dir); got != "overlay" {
 			t.Errorf("%s is %q, want overlay", dir, got)
 		}
 	}
-	if out := ns.sh("test -d " + DockerRoot + " && echo yes"); !strings.Contains(out, "yes") {
-		t.Errorf("Docker data-root %s missing", DockerRoot)
+	if out := ns.sh("test -d " + paths.DockerRoot + " && echo yes"); !strings.Contains(out, "yes") {
+		t.Errorf("Docker data-root %s missing", paths.DockerRoot)
 	}
-	df := ns.sh("btrfs filesystem df " + DataDir)
-	if want := fmt.Sprintf("data %s, metadata %s", wantData, wantMeta); profiles(df) != want {
-		t.Errorf("profile %q, want %q\n%s", profiles(df), want, df)
+	df := ns.sh("btrfs filesystem df " + paths.DataDir)
+	if want := fmt.Sprintf("data %s, metadata %s", wantData, wantMeta); btrfs.Profiles(df) != want {
+		t.Errorf("profile %q, want %q\n%s", btrfs.Profiles(df), want, df)
 	}
-	subs := ns.sh("btrfs subvolume list " + DataDir)
-	for _, sv := range Subvolumes {
+	subs := ns.sh("btrfs subvolume list " + paths.DataDir)
+	for _, sv := range paths.Subvolumes {
 		if !strings.Contains(subs, "path "+sv+"\n") {
 			t.Errorf("subvolume %s missing:\n%s", sv, subs)
 		}
 	}
-	if mode := ns.sh("cat " + ModeFile); strings.TrimSpace(mode) != "persistent" {
+	if mode := ns.sh("cat " + paths.ModeFile); strings.TrimSpace(mode) != "persistent" {
 		t.Errorf("mode file says %q", mode)
 	}
 	var fsid string
 	for _, d := range disks {
 		names := d.partNames()
-		if len(names) == 0 || names[len(names)-1] != gpt.DataName {
-			t.Errorf("%s partitions %q, want the last named %q", d.dev, names, gpt.DataName)
+		if len(names) == 0 || names[len(names)-1] != paths.DataLabel {
+			t.Errorf("%s partitions %q, want the last named %q", d.dev, names, paths.DataLabel)
 		}
 		b := btrfsOfPart(t, d.part(len(names)))
-		if b == nil || b.Label != gpt.DataName {
-			t.Fatalf("%s: no btrfs labelled %s: %+v", d.part(len(names)), gpt.DataName, b)
+		if b == nil || b.Label != paths.DataLabel {
+			t.Fatalf("%s: no btrfs labelled %s: %+v", d.part(len(names)), paths.DataLabel, b)
 		}
 		if fsid != "" && b.FSIDString() != fsid {
 			t.Errorf("%s is in filesystem %s, others in %s", d.dev, b.FSIDString(), fsid)
@@ -78,7 +78,7 @@ func TestClaimOneDiskAndReboot(t *testing.T) {
 			ns := newNamespace(t)
 			ns.mustStart(d)
 			fsid := checkClaimed(t, ns, "single", "dup", d)
-			if names := d.partNames(); !cmp.Equal(names, []string{gpt.SwapName, gpt.DataName}) {
+			if names := d.partNames(); !cmp.Equal(names, []string{paths.SwapLabel, paths.DataLabel}) {
 				t.Errorf("partitions %q", names)
 			}
 			ns.sh("echo kept > /etc/lightwhale-test && mkdir -p /home/op && echo mine > /home/op/file")
@@ -88,7 +88,7 @@ func TestClaimOneDiskAndReboot(t *testing.T) {
 			if strings.Contains(out, "mkfs") || strings.Contains(out, "partition /dev") {
 				t.Errorf("second run formatted:\n%s", out)
 			}
-			for _, p := range append([]string{DataDir, StateDir}, OverlayDirs...) {
+			for _, p := range append([]string{paths.DataDir, paths.StateDir}, paths.OverlayDirs...) {
 				if n := ns.mountCount(p); n != 1 {
 					t.Errorf("after a second run %s is mounted %d times", p, n)
 				}
@@ -151,7 +151,7 @@ func TestClaimRAID(t *testing.T) {
 func TestNearMissesUntouched(t *testing.T) {
 	needRoot(t)
 	cases := map[string]func(d *loopDisk){
-		"one-byte-short": func(d *loopDisk) { d.writeAt(0, probe.Magic[:len(probe.Magic)-1]+"\n") },
+		"one-byte-short": func(d *loopDisk) { d.writeAt(0, paths.Consent[:len(paths.Consent)-1]+"\n") },
 		"leading-space":  func(d *loopDisk) { d.writeAt(0, " "+header) },
 		"upper-case":     func(d *loopDisk) { d.writeAt(0, strings.ToUpper(header)) },
 		"offset-512":     func(d *loopDisk) { d.writeAt(512, header) },
@@ -175,7 +175,7 @@ func TestNearMissesUntouched(t *testing.T) {
 	}
 	ns := newNamespace(t)
 	out := ns.mustStart(disks...)
-	if got := ns.fstype(DataDir); got != "tmpfs" {
+	if got := ns.fstype(paths.DataDir); got != "tmpfs" {
 		t.Errorf("data filesystem %q, want tmpfs:\n%s", got, out)
 	}
 	ns.close()
@@ -229,7 +229,7 @@ func TestRefusesBootMediumBusyAndPartitions(t *testing.T) {
 			t.Errorf("output does not say why a disk was refused (%q):\n%s", want, out)
 		}
 	}
-	if got := ns.fstype(DataDir); got != "tmpfs" {
+	if got := ns.fstype(paths.DataDir); got != "tmpfs" {
 		t.Errorf("data filesystem %q, want tmpfs", got)
 	}
 	ns.sh("umount /tmp/lw-mnt")
@@ -296,7 +296,7 @@ func TestTwoDataFilesystems(t *testing.T) {
 	if !strings.Contains(out, fa) || !strings.Contains(out, fb) || !strings.Contains(out, "refusing to choose") {
 		t.Errorf("error does not name both filesystems %s and %s:\n%s", fa, fb, out)
 	}
-	if got := ns.fstype(DataDir); got != "tmpfs" {
+	if got := ns.fstype(paths.DataDir); got != "tmpfs" {
 		t.Errorf("data filesystem %q, want tmpfs", got)
 	}
 	ns.close()
@@ -332,7 +332,7 @@ func TestCrashAfterEveryStep(t *testing.T) {
 			a.reboot(true)
 			b.reboot(true)
 			committed := ""
-			if fs := btrfsOfPart(t, a.data()); fs != nil && fs.Label == gpt.DataName {
+			if fs := btrfsOfPart(t, a.data()); fs != nil && fs.Label == paths.DataLabel {
 				committed = fs.FSIDString()
 			}
 			ns = newNamespace(t)
@@ -397,7 +397,7 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Errorf("mkfs ran %d times:\n%s\n---\n%s", mkfs, outs[0], outs[1])
 	}
 	checkClaimed(t, ns, "single", "dup", a)
-	for _, p := range append([]string{DataDir}, OverlayDirs...) {
+	for _, p := range append([]string{paths.DataDir}, paths.OverlayDirs...) {
 		if n := ns.mountCount(p); n != 1 {
 			t.Errorf("%s mounted %d times", p, n)
 		}
@@ -440,7 +440,7 @@ func TestDegraded(t *testing.T) {
 	if got := btrfsOfPart(t, a.data()).FSIDString(); got != fsid {
 		t.Errorf("survivor reformatted: %s -> %s", fsid, got)
 	}
-	if mode := ns.sh("cat " + ModeFile); mode != "degraded\n" {
+	if mode := ns.sh("cat " + paths.ModeFile); mode != "degraded\n" {
 		t.Errorf("mode %q", mode)
 	}
 	ns.sh("echo written-while-degraded > /home/degraded-2; sync")
@@ -455,10 +455,10 @@ func TestDegraded(t *testing.T) {
 	if strings.Contains(out, "DEGRADED") || !strings.Contains(out, "restore redundancy") {
 		t.Errorf("rejoin: want a normal mount that restores redundancy:\n%s", out)
 	}
-	for i := 0; i < 100 && strings.Contains(ns.sh("btrfs balance status "+DataDir), "running"); i++ {
+	for i := 0; i < 100 && strings.Contains(ns.sh("btrfs balance status "+paths.DataDir), "running"); i++ {
 		time.Sleep(200 * time.Millisecond)
 	}
-	df := ns.sh("btrfs filesystem df " + DataDir)
+	df := ns.sh("btrfs filesystem df " + paths.DataDir)
 	if strings.Contains(df, "Data, single") || strings.Contains(df, "Metadata, single") {
 		t.Errorf("single-copy chunks remain after the rejoin:\n%s", df)
 	}
@@ -483,7 +483,7 @@ func TestDegraded(t *testing.T) {
 	if !strings.Contains(out, "too many are missing") {
 		t.Errorf("no error for two missing members:\n%s", out)
 	}
-	if got := ns.fstype(DataDir); got != "tmpfs" {
+	if got := ns.fstype(paths.DataDir); got != "tmpfs" {
 		t.Errorf("data filesystem %q, want tmpfs", got)
 	}
 	ns.close()
@@ -516,7 +516,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "mkfs.btrfs") || !strings.Contains(out, "nothing was written") {
 		t.Errorf("dry run: exit %d:\n%s", code, out)
 	}
-	if got := ns.fstype(DataDir); got != "" {
+	if got := ns.fstype(paths.DataDir); got != "" {
 		t.Errorf("dry run mounted %s", got)
 	}
 	ns.close()
@@ -591,18 +591,18 @@ func TestVolatile(t *testing.T) {
 	d := newDisk(t, 512, 512, "")
 	ns := newNamespace(t)
 	ns.mustStart(d)
-	if got := ns.fstype(DataDir); got != "tmpfs" {
-		t.Errorf("%s is %q, want tmpfs", DataDir, got)
+	if got := ns.fstype(paths.DataDir); got != "tmpfs" {
+		t.Errorf("%s is %q, want tmpfs", paths.DataDir, got)
 	}
-	for _, dir := range OverlayDirs {
+	for _, dir := range paths.OverlayDirs {
 		if got := ns.fstype(dir); got != "overlay" {
 			t.Errorf("%s is %q, want overlay", dir, got)
 		}
 	}
-	if out := ns.sh("echo x > /etc/volatile-test && cat " + upperDir("/etc") + "/volatile-test"); out != "x\n" {
+	if out := ns.sh("echo x > /etc/volatile-test && cat " + paths.UpperDir("/etc") + "/volatile-test"); out != "x\n" {
 		t.Errorf("write to /etc did not land in the upper layer: %q", out)
 	}
-	if mode := ns.sh("cat " + ModeFile); mode != "volatile\n" {
+	if mode := ns.sh("cat " + paths.ModeFile); mode != "volatile\n" {
 		t.Errorf("mode %q", mode)
 	}
 	st, _ := ns.lw("setup-persistence", "status")
@@ -613,7 +613,7 @@ func TestVolatile(t *testing.T) {
 	if out, code := ns.lw("setup-persistence", "stop"); code != 0 {
 		t.Errorf("stop: exit %d:\n%s", code, out)
 	}
-	for _, p := range append([]string{DataDir}, OverlayDirs...) {
+	for _, p := range append([]string{paths.DataDir}, paths.OverlayDirs...) {
 		if n := ns.mountCount(p); n != 0 {
 			t.Errorf("after stop %s still mounted", p)
 		}

@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
 	"lightwhale/internal/probe"
 )
 
@@ -14,8 +14,8 @@ import (
 // btrfs), the backup GPT, and the start of every partition, both those the
 // kernel lists and those the GPT describes (a kernel without partition
 // parsers lists none). It writes nothing.
-func scan(sys blockdev.System, only []string) ([]*Disk, error) {
-	var devs []blockdev.Device
+func scan(h host.Host, only []string) ([]*Disk, error) {
+	var devs []host.Device
 	if len(only) > 0 {
 		seen := map[string]bool{}
 		for _, path := range only {
@@ -23,7 +23,7 @@ func scan(sys blockdev.System, only []string) ([]*Disk, error) {
 				continue
 			}
 			seen[filepath.Base(path)] = true
-			d, err := sys.Device(filepath.Base(path))
+			d, err := h.Device(filepath.Base(path))
 			if err != nil {
 				return nil, fmt.Errorf("--devices: %s: %w", path, err)
 			}
@@ -34,13 +34,13 @@ func scan(sys blockdev.System, only []string) ([]*Disk, error) {
 		}
 	} else {
 		var err error
-		if devs, err = sys.Disks(); err != nil {
+		if devs, err = h.Disks(); err != nil {
 			return nil, err
 		}
 	}
 	var out []*Disk
 	for _, dev := range devs {
-		d, err := scanDisk(sys, dev)
+		d, err := scanDisk(h, dev)
 		if err != nil {
 			return nil, err
 		}
@@ -49,21 +49,21 @@ func scan(sys blockdev.System, only []string) ([]*Disk, error) {
 	return out, nil
 }
 
-func scanDisk(sys blockdev.System, dev blockdev.Device) (*Disk, error) {
+func scanDisk(h host.Host, dev host.Device) (*Disk, error) {
 	d := &Disk{Dev: dev}
 	n := max(probe.HeadBytes, gpt.HeadBytes(dev.SectorSize))
-	head, err := blockdev.ReadAt(dev.Path, 0, n)
+	head, err := h.ReadAt(dev.Path, 0, n)
 	if err != nil {
 		return nil, err
 	}
 	d.Magic = probe.HasMagic(head)
 	d.BootMedium = probe.IsBootMedium(head)
 	d.Btrfs = probe.ParseBtrfs(head)
-	d.Busy = sys.Busy(dev)
+	d.Busy = h.Busy(dev)
 	tb := uint64(gpt.TailBytes(dev.SectorSize))
 	var tail []byte
 	if dev.Size > tb {
-		tail, _ = blockdev.ReadAt(dev.Path, int64(dev.Size-tb), int(tb))
+		tail, _ = h.ReadAt(dev.Path, int64(dev.Size-tb), int(tb))
 	}
 	if t, err := gpt.Decode(head, tail, dev.SectorSize, dev.Size/uint64(dev.SectorSize)); err == nil {
 		d.Table = t
@@ -71,7 +71,6 @@ func scanDisk(sys blockdev.System, dev blockdev.Device) (*Disk, error) {
 
 	// Partitions: from the GPT, then any other the kernel knows (MBR disks).
 	seen := map[uint64]bool{}
-	dir := filepath.Dir(dev.Path)
 	if d.Table != nil {
 		for _, p := range d.Table.Partitions {
 			start := p.First * uint64(dev.SectorSize)
@@ -79,11 +78,11 @@ func scanDisk(sys blockdev.System, dev blockdev.Device) (*Disk, error) {
 			d.Parts = append(d.Parts, Part{
 				Disk: dev.Name, Number: p.Number, Name: p.Name, Start: start,
 				Size: (p.Last - p.First + 1) * uint64(dev.SectorSize),
-				Path: filepath.Join(dir, blockdev.PartitionName(dev.Name, p.Number)),
+				Path: host.PartitionPath(dev.Path, p.Number),
 			})
 		}
 	}
-	kparts, _ := sys.Partitions(dev.Name)
+	kparts, _ := h.Partitions(dev.Name)
 	for _, kp := range kparts {
 		if !seen[kp.Start] {
 			d.Parts = append(d.Parts, Part{Disk: dev.Name, Number: kp.Partition, Start: kp.Start, Size: kp.Size, Path: kp.Path})
@@ -93,7 +92,7 @@ func scanDisk(sys blockdev.System, dev blockdev.Device) (*Disk, error) {
 		p := &d.Parts[i]
 		// Read through the whole disk, so partitions the kernel has not
 		// registered yet are seen too.
-		ph, err := blockdev.ReadAt(dev.Path, int64(p.Start), int(min(uint64(probe.HeadBytes), p.Size)))
+		ph, err := h.ReadAt(dev.Path, int64(p.Start), int(min(uint64(probe.HeadBytes), p.Size)))
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +115,7 @@ func describe(d *Disk) string {
 		what = append(what, fmt.Sprintf("btrfs %q", d.Btrfs.Label))
 	}
 	for _, p := range d.Parts {
-		s := fmt.Sprintf("%s", filepath.Base(p.Path))
+		s := filepath.Base(p.Path)
 		if p.Name != "" {
 			s += fmt.Sprintf(" %q", p.Name)
 		}

@@ -3,24 +3,21 @@ package persistence
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
-	"lightwhale/internal/blockdev"
+	"lightwhale/internal/btrfs"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
 	"lightwhale/internal/latedisk"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
 // status prints what the running system uses, from the kernel's view
 // (mounts, swaps) and the disks themselves.
-func status(out io.Writer, sys blockdev.System, only []string) error {
-	data, ok := mountedAt(DataDir)
+func status(out io.Writer, h host.Host, only []string) error {
+	data, ok := host.MountedAt(h, paths.DataDir)
 	mode := "not set up (setup-persistence has not run)"
 	if ok {
 		mode = "volatile (tmpfs: changes are lost at reboot)"
@@ -33,41 +30,38 @@ func status(out io.Writer, sys blockdev.System, only []string) error {
 	}
 	fmt.Fprintf(out, "mode:      %s\n", mode)
 	if ok {
-		fmt.Fprintf(out, "data:      %s on %s (%s)\n", DataDir, data.Source, data.FSType)
+		fmt.Fprintf(out, "data:      %s on %s (%s)\n", paths.DataDir, data.Source, data.FSType)
 	}
 	if ok && data.FSType == "btrfs" {
-		head, err := blockdev.ReadAt(data.Source, 0, probe.HeadBytes)
+		head, err := h.ReadAt(data.Source, 0, probe.HeadBytes)
 		if err == nil {
 			if fs := probe.ParseBtrfs(head); fs != nil {
 				fmt.Fprintf(out, "uuid:      %s (label %q, %d device(s))\n", fs.FSIDString(), fs.Label, fs.NumDevices)
-				printDevices(out, sys, only, fs.FSIDString())
+				printDevices(out, h, only, fs.FSIDString())
 			}
 		}
-		if b, err := exec.Command("btrfs", "filesystem", "df", DataDir).Output(); err == nil {
-			fmt.Fprintf(out, "profile:   %s\n", profiles(string(b)))
+		if prof, err := btrfs.Df(h, paths.DataDir); err == nil {
+			fmt.Fprintf(out, "profile:   %s\n", prof)
 		}
 	}
 	if ok {
-		var st unix.Statfs_t
-		if err := unix.Statfs(DataDir, &st); err == nil {
-			total := st.Blocks * uint64(st.Bsize)
-			free := st.Bavail * uint64(st.Bsize)
-			fmt.Fprintf(out, "space:     %d MiB used, %d MiB free of %d MiB\n", (total-st.Bfree*uint64(st.Bsize))/gpt.MiB, free/gpt.MiB, total/gpt.MiB)
+		if total, free, avail, err := h.Statfs(paths.DataDir); err == nil {
+			fmt.Fprintf(out, "space:     %d MiB used, %d MiB free of %d MiB\n", (total-free)/gpt.MiB, avail/gpt.MiB, total/gpt.MiB)
 		}
 	}
-	for _, dir := range OverlayDirs {
-		m, ok := mountedAt(dir)
+	for _, dir := range paths.OverlayDirs {
+		m, ok := host.MountedAt(h, dir)
 		state := "NOT an overlay (read-only)"
 		if ok && m.FSType == "overlay" {
-			state = "overlay, upper " + upperDir(dir)
+			state = "overlay, upper " + paths.UpperDir(dir)
 		}
 		fmt.Fprintf(out, "overlay:   %-5s %s\n", dir, state)
 	}
-	swaps := activeSwaps()
+	swaps, _ := h.Swaps()
 	var sl []string
-	for s := range swaps {
-		if strings.HasPrefix(s, "/dev/") {
-			sl = append(sl, s)
+	for _, s := range swaps {
+		if s.Dev != 0 {
+			sl = append(sl, s.Path)
 		}
 	}
 	sort.Strings(sl)
@@ -75,12 +69,12 @@ func status(out io.Writer, sys blockdev.System, only []string) error {
 		sl = []string{"none"}
 	}
 	fmt.Fprintf(out, "swap:      %s\n", strings.Join(sl, " "))
-	dr := DockerRoot
-	if _, err := os.Stat(dr); err != nil {
+	dr := paths.DockerRoot
+	if !h.Exists(dr) {
 		dr += " (missing)"
 	}
 	fmt.Fprintf(out, "docker:    data-root %s\n", dr)
-	if w, err := os.ReadFile(filepath.Join(RunDir, "warnings")); err == nil && len(w) > 0 {
+	if w, err := h.ReadFile(paths.Warnings); err == nil && len(w) > 0 {
 		for _, l := range strings.Split(strings.TrimSpace(string(w)), "\n") {
 			fmt.Fprintf(out, "WARNING:   %s\n", l)
 		}
@@ -93,20 +87,19 @@ func status(out io.Writer, sys blockdev.System, only []string) error {
 
 // printDevices lists the devices of filesystem fsid found on the disks, and
 // the swap partitions beside them.
-func printDevices(out io.Writer, sys blockdev.System, only []string, fsid string) {
-	disks, err := scan(sys, only)
+func printDevices(out io.Writer, h host.Host, only []string, fsid string) {
+	disks, err := scan(h, only)
 	if err != nil {
 		return
 	}
-	active := activeSwaps()
 	for _, d := range disks {
 		for _, p := range d.Parts {
 			switch {
 			case p.Btrfs != nil && p.Btrfs.FSIDString() == fsid:
 				fmt.Fprintf(out, "device:    %s data (btrfs devid %d, %d MiB)\n", p.Path, p.Btrfs.DevID, p.Size/gpt.MiB)
-			case p.Name == gpt.SwapName && p.Swap != nil && hasMember(d, fsid):
+			case p.Name == paths.SwapLabel && p.Swap != nil && hasMember(d, fsid):
 				state := "inactive"
-				if active[p.Path] {
+				if host.SwapActive(h, p.Path) {
 					state = "active"
 				}
 				fmt.Fprintf(out, "device:    %s swap (%d MiB, %s)\n", p.Path, p.Size/gpt.MiB, state)
@@ -125,22 +118,4 @@ func hasMember(d *Disk, fsid string) bool {
 		}
 	}
 	return false
-}
-
-// profiles condenses `btrfs filesystem df` ("Data, RAID1: total=...") to
-// "data raid1, metadata raid1c3".
-func profiles(df string) string {
-	var out []string
-	for _, line := range strings.Split(df, "\n") {
-		kind, rest, ok := strings.Cut(line, ", ")
-		if !ok {
-			continue
-		}
-		prof, _, _ := strings.Cut(rest, ":")
-		switch kind {
-		case "Data", "Metadata":
-			out = append(out, strings.ToLower(kind+" "+prof))
-		}
-	}
-	return strings.Join(out, ", ")
 }

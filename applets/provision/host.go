@@ -13,8 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"lightwhale/internal/blockdev"
-	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
@@ -118,9 +118,9 @@ func dockerUp(ctx context.Context) bool {
 // carries the consent header (S11persistence claims it next), or a
 // partition of it holds our data filesystem.
 func (s *System) claimed(dev string) (string, error) {
-	bd := blockdev.System{SysBlock: s.SysBlock, Dev: s.Dev, Proc: "/proc"}
+	bd := host.Linux{SysBlock: s.SysBlock, Dev: s.Dev, Proc: "/proc"}
 	name := filepath.Base(dev)
-	head, err := blockdev.ReadAt(dev, 0, probe.HeadBytes)
+	head, err := host.Real.ReadAt(dev, 0, probe.HeadBytes)
 	if err != nil && len(head) == 0 {
 		return "", fmt.Errorf("read %s: %w", dev, err)
 	}
@@ -132,8 +132,8 @@ func (s *System) claimed(dev string) (string, error) {
 		return "", err
 	}
 	for _, p := range parts {
-		h, _ := blockdev.ReadAt(p.Path, 0, probe.HeadBytes)
-		if b := probe.ParseBtrfs(h); b != nil && b.Label == gpt.DataName {
+		h, _ := host.Real.ReadAt(p.Path, 0, probe.HeadBytes)
+		if b := probe.ParseBtrfs(h); b != nil && b.Label == paths.DataLabel {
 			return "already holds the Lightwhale data filesystem", nil
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/paths"
 )
 
 const name = "provision"
@@ -84,8 +85,8 @@ var Host = System{
 	SysBlock: "/sys/class/block",
 	Dev:      "/dev",
 	Root:     "/",
-	RunDir:   "/run/lightwhale/provision",
-	StateDir: "/mnt/lightwhale-data/lightwhale-state/provision",
+	RunDir:   paths.RunDir + "/provision",
+	StateDir: paths.StateDir + "/provision",
 	Mount: func(dev, dir, fstype string) error {
 		return unix.Mount(dev, dir, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	},

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"lightwhale/internal/blockdev"
+	"lightwhale/internal/host"
 	"lightwhale/internal/probe"
 )
 
@@ -64,7 +64,7 @@ func (s *System) findSeed() (dev, fstype string, err error) {
 	sort.Strings(names)
 	for _, n := range names {
 		path := filepath.Join(s.Dev, n)
-		head, err := blockdev.ReadAt(path, 0, probe.HeadBytes)
+		head, err := host.Real.ReadAt(path, 0, probe.HeadBytes)
 		if err != nil && len(head) == 0 {
 			continue // an empty CD drive, a device that went away
 		}

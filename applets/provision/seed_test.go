@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lightwhale/internal/blockdev"
+	"lightwhale/internal/host"
 	"lightwhale/internal/probe"
 )
 
@@ -62,7 +62,7 @@ func TestRealSeedImages(t *testing.T) {
 		t.Run(fstype, func(t *testing.T) {
 			img := filepath.Join(dir, fstype+".img")
 			make(img)
-			head, err := blockdev.ReadAt(img, 0, probe.HeadBytes)
+			head, err := host.Real.ReadAt(img, 0, probe.HeadBytes)
 			if err != nil && len(head) == 0 {
 				t.Fatal(err)
 			}

@@ -202,10 +202,11 @@ func (t *Table) header(current, other, entriesLBA uint64, entriesCRC uint32, ss 
 	return h
 }
 
-// protectiveMBR is a whole sector 0: boot code zeroed (which erases a consent
+// protectiveMBR is a whole sector 0: BootCode (which also erases a consent
 // header there), one 0xEE partition covering the disk, and the 0x55AA mark.
 func (t *Table) protectiveMBR() []byte {
 	m := make([]byte, t.SectorSize)
+	copy(m, BootCode)
 	e := m[446:462]
 	e[1], e[2], e[3] = 0x00, 0x02, 0x00 // CHS of LBA 1
 	e[4] = 0xEE

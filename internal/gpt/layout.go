@@ -1,6 +1,10 @@
 package gpt
 
-import "fmt"
+import (
+	"fmt"
+
+	"lightwhale/internal/paths"
+)
 
 const (
 	MiB = 1 << 20
@@ -26,15 +30,8 @@ func SwapBytes(diskBytes uint64) uint64 {
 	return min(s, MaxSwapBytes)
 }
 
-// Names used on the disks.
-const (
-	ConsentName = "lightwhale-please-format-me" // data partition until the claim commits
-	DataName    = "lightwhale-data"
-	SwapName    = "lightwhale-swap"
-)
-
 // Layout is the table a magic disk gets: an optional swap partition from
-// 1 MiB, then the data partition (named ConsentName: the consent carried over
+// 1 MiB, then the data partition (named paths.Consent: the consent carried over
 // from the raw header) on the rest, every boundary 1 MiB aligned.
 // newGUID supplies disk and partition GUIDs (random in the product,
 // deterministic in tests).
@@ -52,13 +49,13 @@ func Layout(sizeBytes uint64, sectorSize int, newGUID func() GUID) (*Table, erro
 	start := perMiB
 	if swap := SwapBytes(sizeBytes); swap > 0 {
 		n := swap / uint64(sectorSize)
-		t.Partitions = append(t.Partitions, Partition{Type: TypeLinuxSwap, GUID: newGUID(), First: start, Last: start + n - 1, Name: SwapName, Number: 1})
+		t.Partitions = append(t.Partitions, Partition{Type: TypeLinuxSwap, GUID: newGUID(), First: start, Last: start + n - 1, Name: paths.SwapLabel, Number: 1})
 		start += n
 	}
 	if end <= start || (end-start)*uint64(sectorSize) < MinDataBytes {
 		return nil, fmt.Errorf("disk of %d MiB is too small: the data partition needs at least %d MiB", sizeBytes/MiB, MinDataBytes/MiB)
 	}
-	t.Partitions = append(t.Partitions, Partition{Type: TypeLinuxData, GUID: newGUID(), First: start, Last: end - 1, Name: ConsentName, Number: len(t.Partitions) + 1})
+	t.Partitions = append(t.Partitions, Partition{Type: TypeLinuxData, GUID: newGUID(), First: start, Last: end - 1, Name: paths.Consent, Number: len(t.Partitions) + 1})
 	return t, t.Validate()
 }
 

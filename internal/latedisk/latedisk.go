@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"lightwhale/internal/paths"
 )
 
 // File is the record: one line per late disk. /run is a tmpfs, so the
 // record lasts until the reboot that uses the disk.
-const File = "/run/lightwhale/late-disks"
+const File = paths.RunDir + "/late-disks"
 
 // Advice is what the user should do about a late disk.
 const Advice = "reboot to use it (or boot with a larger lightwhale.wait=SECONDS)"

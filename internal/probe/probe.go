@@ -7,10 +7,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-)
 
-// Magic is the consent header a user writes to a whole disk.
-const Magic = "lightwhale-please-format-me"
+	"lightwhale/internal/paths"
+)
 
 // HeadBytes is how much of a device Identify needs: the btrfs primary
 // superblock ends at 64 KiB + 4 KiB.
@@ -18,7 +17,7 @@ const HeadBytes = btrfsOffset + 4096
 
 // HasMagic reports whether the device starts with exactly the consent header.
 // Anything may follow it (echo | dd leaves a newline).
-func HasMagic(head []byte) bool { return bytes.HasPrefix(head, []byte(Magic)) }
+func HasMagic(head []byte) bool { return bytes.HasPrefix(head, []byte(paths.Consent)) }
 
 // ISO9660 primary volume descriptor: sector 16 of 2 KiB.
 const isoPVD = 16 * 2048
@@ -35,7 +34,7 @@ func ISOLabel(head []byte) string {
 // burnt to a CD or written raw to a USB stick (even if a consent header was
 // later written over its first bytes).
 func IsBootMedium(head []byte) bool {
-	return bytes.HasPrefix([]byte(ISOLabel(head)), []byte("LIGHTWHALE"))
+	return bytes.HasPrefix([]byte(ISOLabel(head)), []byte(paths.ISOLabel))
 }
 
 const (
@@ -50,6 +49,7 @@ type Btrfs struct {
 	NumDevices uint64
 	DevID      uint64
 	Generation uint64
+	LogRoot    uint64 // non-zero: a tree log waits for replay (not cleanly unmounted after fsync)
 }
 
 // FSIDString is the filesystem UUID as blkid prints it.
@@ -67,6 +67,7 @@ func ParseBtrfs(head []byte) *Btrfs {
 	}
 	b := &Btrfs{
 		Generation: binary.LittleEndian.Uint64(sb[0x48:]),
+		LogRoot:    binary.LittleEndian.Uint64(sb[0x60:]),
 		NumDevices: binary.LittleEndian.Uint64(sb[0x88:]),
 		DevID:      binary.LittleEndian.Uint64(sb[0xc9:]),
 		Label:      cstring(sb[0x12b : 0x12b+256]),

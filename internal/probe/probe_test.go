@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"lightwhale/internal/paths"
 )
 
 func TestHasMagic(t *testing.T) {
@@ -18,16 +20,16 @@ func TestHasMagic(t *testing.T) {
 		head []byte
 		want bool
 	}{
-		{"exact", []byte(Magic), true},
-		{"echo newline", []byte(Magic + "\n"), true},
-		{"followed by old data", append([]byte(Magic), make([]byte, 512)...), true},
-		{"one byte short", []byte(Magic[:len(Magic)-1]), false},
-		{"one byte short then zero", append([]byte(Magic[:len(Magic)-1]), 0), false},
-		{"leading space", []byte(" " + Magic), false},
+		{"exact", []byte(paths.Consent), true},
+		{"echo newline", []byte(paths.Consent + "\n"), true},
+		{"followed by old data", append([]byte(paths.Consent), make([]byte, 512)...), true},
+		{"one byte short", []byte(paths.Consent[:len(paths.Consent)-1]), false},
+		{"one byte short then zero", append([]byte(paths.Consent[:len(paths.Consent)-1]), 0), false},
+		{"leading space", []byte(" " + paths.Consent), false},
 		{"upper case", []byte("LIGHTWHALE-PLEASE-FORMAT-ME"), false},
 		{"one letter changed", []byte("lightwhale-please-format-mE"), false},
-		{"at offset 512", pad(512, Magic), false},
-		{"at offset 4096", pad(4096, Magic), false},
+		{"at offset 512", pad(512, paths.Consent), false},
+		{"at offset 4096", pad(4096, paths.Consent), false},
 		{"boot2docker magic", []byte("boot2docker, please format-me"), false},
 		{"empty", nil, false},
 		{"zeros", make([]byte, 4096), false},
@@ -47,7 +49,7 @@ func TestISOLabel(t *testing.T) {
 		t.Errorf("ISOLabel = %q", got)
 	}
 	// A consent header written over a Lightwhale USB stick does not hide it.
-	copy(head, Magic+"\n")
+	copy(head, paths.Consent+"\n")
 	if !IsBootMedium(head) {
 		t.Error("IsBootMedium(magic over our ISO) = false")
 	}
@@ -119,7 +121,7 @@ func TestIdentify(t *testing.T) {
 	mbr[510], mbr[511] = 0x55, 0xaa
 	junk := make([]byte, HeadBytes)
 	junk[60000] = 1
-	for name, head := range map[string][]byte{"ext4": ext, "mbr": mbr, "junk": junk, "magic": []byte(Magic)} {
+	for name, head := range map[string][]byte{"ext4": ext, "mbr": mbr, "junk": junk, "magic": []byte(paths.Consent)} {
 		if Identify(head, 512) == "" {
 			t.Errorf("Identify(%s) = \"\", want it recognised", name)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"lightwhale/internal/paths"
 	"lightwhale/tests/vm"
 )
 
@@ -33,7 +34,7 @@ func dataPartition(t *testing.T, img string) (vm.Partition, vm.BtrfsSuper) {
 	var names []string
 	for _, p := range parts {
 		names = append(names, p.Name)
-		if p.Name == "lightwhale-data" {
+		if p.Name == paths.DataLabel {
 			sb, err := vm.ReadBtrfsSuper(img, p.Offset())
 			if err != nil {
 				t.Fatal(err)
@@ -60,11 +61,11 @@ func checkClaimedOnHost(t *testing.T, disks []vm.Disk, wantDevices int) string {
 		for _, p := range parts {
 			names = append(names, p.Name)
 		}
-		if strings.Join(names, ",") != "lightwhale-swap,lightwhale-data" {
+		if strings.Join(names, ",") != paths.SwapLabel+","+paths.DataLabel {
 			t.Errorf("%s: partitions %q; want lightwhale-swap then lightwhale-data", d.Path, names)
 		}
 		_, sb := dataPartition(t, d.Path)
-		if sb.Label != "lightwhale-data" {
+		if sb.Label != paths.DataLabel {
 			t.Errorf("%s: btrfs label %q; want lightwhale-data", d.Path, sb.Label)
 		}
 		if sb.LogRoot != 0 {
@@ -73,10 +74,10 @@ func checkClaimedOnHost(t *testing.T, disks []vm.Disk, wantDevices int) string {
 		if int(sb.NumDevices) != wantDevices {
 			t.Errorf("%s: btrfs has %d devices; want %d", d.Path, sb.NumDevices, wantDevices)
 		}
-		if fsid != "" && sb.FSID != fsid {
-			t.Errorf("%s: fsid %s differs from the other member's %s", d.Path, sb.FSID, fsid)
+		if fsid != "" && sb.FSIDString() != fsid {
+			t.Errorf("%s: fsid %s differs from the other member's %s", d.Path, sb.FSIDString(), fsid)
 		}
-		fsid = sb.FSID
+		fsid = sb.FSIDString()
 	}
 	return fsid
 }
@@ -123,6 +124,14 @@ mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
 	wantMatch(t, "status swap line", st, `(?m)^swap:\s+/dev/`)
 	g.poweroff()
 	checkClaimedOnHost(t, disks, 1)
+
+	// The claimed disk first in the BIOS boot order (no CD first): its
+	// protective MBR's boot code (internal/gpt's BootCode) returns to the
+	// BIOS with int 18h, which boots the CD; the data is still there.
+	g = boot(t, vm.Config{ISO: iso, Disks: disks, BootOrder: []string{"disk0", "cd0"}})
+	wantEqual(t, "mode with the data disk first in the boot order", g.mode(), "persistent")
+	wantEqual(t, "/etc/lw-e2e with the data disk first in the boot order", g.run("cat /etc/lw-e2e"), "etc-kept")
+	g.poweroff()
 }
 
 // Scenario 4: several magic disks make one RAID1 filesystem, with the
@@ -183,8 +192,8 @@ func TestRAIDDegraded(t *testing.T) {
 	t.Logf("status while degraded:\n%s", st)
 	g.run("echo written-degraded >/home/op/lw-e2e-degraded")
 	g.poweroff()
-	if _, sb := dataPartition(t, disks[0].Path); sb.FSID != fsid {
-		t.Fatalf("the survivor's filesystem changed from %s to %s: it was formatted", fsid, sb.FSID)
+	if _, sb := dataPartition(t, disks[0].Path); sb.FSIDString() != fsid {
+		t.Fatalf("the survivor's filesystem changed from %s to %s: it was formatted", fsid, sb.FSIDString())
 	}
 
 	// Put the disk back.

@@ -5,11 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"lightwhale/internal/paths"
 	"lightwhale/tests/vm"
 )
 
 // dataRoot is Docker's data-root in both modes (DESIGN.md, Persistence 8).
-const dataRoot = "/mnt/lightwhale-data/lightwhale-state/docker"
+const dataRoot = paths.DockerRoot
 
 // checkDockerServes proves the promise of the product: dockerd answers, a
 // locally imported image runs with -p 80:80, and the host reaches it.

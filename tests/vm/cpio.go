@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // CpioEntry is one member of a newc ("070701") archive, the format the
@@ -26,85 +27,77 @@ const (
 	ModeChar    = 0o020000
 )
 
-// WriteCpio writes entries as a newc archive with its trailer.
+// WriteCpio writes entries as a newc archive with its trailer (u-root's pkg/cpio).
 func WriteCpio(w io.Writer, entries []CpioEntry) error {
 	var buf bytes.Buffer
+	rw := cpio.Newc.Writer(&buf)
 	for i, e := range entries {
-		writeCpioEntry(&buf, uint32(i+1), e)
+		nlink := uint64(1)
+		if e.Mode&0o170000 == ModeDir {
+			nlink = 2
+		}
+		rec := cpio.Record{Info: cpio.Info{Ino: uint64(i + 1), Mode: uint64(e.Mode), NLink: nlink,
+			FileSize: uint64(len(e.Data)), Rmajor: uint64(e.Major), Rminor: uint64(e.Minor), Name: e.Name}}
+		if len(e.Data) > 0 {
+			rec.ReaderAt = bytes.NewReader(e.Data)
+		}
+		if err := rw.WriteRecord(rec); err != nil {
+			return fmt.Errorf("write cpio: %s: %w", e.Name, err)
+		}
 	}
-	writeCpioEntry(&buf, 0, CpioEntry{Name: "TRAILER!!!"})
-	_, err := w.Write(buf.Bytes())
-	if err != nil {
+	if err := cpio.WriteTrailer(rw); err != nil {
+		return fmt.Errorf("write cpio: %w", err)
+	}
+	if _, err := w.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("write cpio: %w", err)
 	}
 	return nil
 }
 
-func writeCpioEntry(b *bytes.Buffer, ino uint32, e CpioEntry) {
-	nlink := uint32(1)
-	if e.Mode&0o170000 == ModeDir {
-		nlink = 2
-	}
-	fields := []uint32{ino, e.Mode, 0, 0, nlink, 0, uint32(len(e.Data)), 0, 0, e.Major, e.Minor, uint32(len(e.Name) + 1), 0}
-	b.WriteString("070701")
-	for _, f := range fields {
-		fmt.Fprintf(b, "%08x", f)
-	}
-	b.WriteString(e.Name)
-	b.WriteByte(0)
-	pad4(b)
-	b.Write(e.Data)
-	pad4(b)
-}
-
-func pad4(b *bytes.Buffer) {
-	for b.Len()%4 != 0 {
-		b.WriteByte(0)
-	}
-}
-
-// ReadCpio parses one newc archive from the start of data. It returns the
-// entries and the number of bytes consumed up to and including the trailer,
-// so that concatenated archives (early microcode + main) can be walked.
+// ReadCpio parses one newc archive from the start of data (u-root's
+// pkg/cpio). It returns the entries and the number of bytes consumed up to
+// and including the trailer, so that concatenated archives (early microcode
+// + main) can be walked.
 func ReadCpio(data []byte) ([]CpioEntry, int, error) {
 	var out []CpioEntry
-	off := 0
+	r := &readExtent{r: bytes.NewReader(data)}
+	rr := cpio.Newc.Reader(r)
 	for {
-		if off+110 > len(data) {
-			return out, off, io.ErrUnexpectedEOF
+		rec, err := rr.ReadRecord()
+		if err == io.EOF && r.last == cpio.Trailer+"\x00" {
+			// The trailer was read: the archive ends after its 4-aligned name.
+			return out, min(align4(int(r.end)), len(data)), nil
 		}
-		h := data[off : off+110]
-		if string(h[:6]) != "070701" && string(h[:6]) != "070702" {
-			return out, off, fmt.Errorf("cpio: bad magic %q at %d", h[:6], off)
+		if err != nil {
+			return out, 0, fmt.Errorf("cpio: %w", err)
 		}
-		field := func(i int) (uint32, error) {
-			v, err := strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
-			return uint32(v), err
+		end := int(rec.FilePos) + int(rec.FileSize)
+		if end > len(data) {
+			return out, 0, fmt.Errorf("cpio: %s: %w", rec.Name, io.ErrUnexpectedEOF)
 		}
-		var f [13]uint32
-		for i := range f {
-			v, err := field(i)
-			if err != nil {
-				return out, off, fmt.Errorf("cpio: header field %d at %d: %w", i, off, err)
-			}
-			f[i] = v
-		}
-		size, namesize := int(f[6]), int(f[11])
-		nameStart := off + 110
-		if nameStart+namesize > len(data) || namesize == 0 {
-			return out, off, io.ErrUnexpectedEOF
-		}
-		name := string(bytes.TrimRight(data[nameStart:nameStart+namesize], "\x00"))
-		dataStart := align4(nameStart + namesize)
-		if dataStart+size > len(data) {
-			return out, off, io.ErrUnexpectedEOF
-		}
-		off = align4(dataStart + size)
-		if name == "TRAILER!!!" {
-			return out, min(off, len(data)), nil
-		}
-		out = append(out, CpioEntry{Name: name, Mode: f[1], Major: f[9], Minor: f[10], Data: data[dataStart : dataStart+size]})
+		out = append(out, CpioEntry{Name: rec.Name, Mode: uint32(rec.Mode), Major: uint32(rec.Rmajor), Minor: uint32(rec.Rminor),
+			Data: data[rec.FilePos:end]})
 	}
+}
+
+// readExtent remembers how far the cpio reader has read, and what it read
+// last (headers and names: it never reads file contents itself). pkg/cpio
+// says io.EOF both after the trailer and on a truncated archive; the last
+// name read tells them apart.
+type readExtent struct {
+	r    io.ReaderAt
+	end  int64
+	last string
+}
+
+func (x *readExtent) ReadAt(p []byte, off int64) (int, error) {
+	n, err := x.r.ReadAt(p, off)
+	x.end = max(x.end, off+int64(n))
+	x.last = ""
+	if n == len(p) && n <= len(cpio.Trailer)+1 {
+		x.last = string(p)
+	}
+	return n, err
 }
 
 func align4(n int) int { return (n + 3) &^ 3 }

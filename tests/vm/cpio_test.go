@@ -92,3 +92,16 @@ func TestReadGPTNoTable(t *testing.T) {
 		t.Fatalf("head = %q, %v", head, err)
 	}
 }
+
+// A truncated archive is an error, not a short list.
+func TestCpioTruncated(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteCpio(&b, []CpioEntry{{Name: "init", Mode: ModeFile | 0o755, Data: []byte("#!/bin/sh\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{50, 120, b.Len() - 20} {
+		if _, _, err := ReadCpio(b.Bytes()[:cut]); err == nil {
+			t.Errorf("archive cut at %d of %d bytes: no error", cut, b.Len())
+		}
+	}
+}

@@ -1,19 +1,19 @@
 package vm
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"unicode/utf16"
+
+	"lightwhale/internal/gpt"
+	"lightwhale/internal/paths"
+	"lightwhale/internal/probe"
 )
 
-// Magic is the consent header a user writes to a disk (seed 000).
-const Magic = "lightwhale-please-format-me"
+// Magic is the consent header a user writes to a disk.
+const Magic = paths.Consent
 
 // NewDisk creates a sparse raw image of sizeMiB. When head is not empty it
 // is written at byte 0, as `echo HEAD | dd conv=notrunc of=DISK` would.
@@ -70,110 +70,70 @@ func Head(path string, n int) ([]byte, error) {
 
 // Partition is one GPT entry as found on an image.
 type Partition struct {
-	Name       string
-	FirstLBA   uint64
-	LastLBA    uint64
-	TypeGUID   [16]byte
-	Attributes uint64
+	Name     string
+	FirstLBA uint64
+	LastLBA  uint64
 }
 
 // Offset and Size are in bytes, for 512-byte sectors (what QEMU presents).
 func (p Partition) Offset() int64 { return int64(p.FirstLBA) * 512 }
 func (p Partition) Size() int64   { return int64(p.LastLBA-p.FirstLBA+1) * 512 }
 
-// ErrNoGPT means the image has no GPT header at LBA 1.
-var ErrNoGPT = errors.New("no gpt")
+// ErrNoGPT means the image has no GPT.
+var ErrNoGPT = gpt.ErrNoGPT
 
-// ReadGPT reads the primary GPT of an image written with 512-byte sectors.
-// The tests read it from the host to check what the guest wrote.
+// ReadGPT reads the GPT of an image written with 512-byte sectors, with
+// internal/gpt: the tests read it from the host to check what the guest wrote.
 func ReadGPT(path string) ([]Partition, error) {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read gpt: %w", err)
 	}
-	defer f.Close()
-	hdr := make([]byte, 512)
-	if _, err := f.ReadAt(hdr, 512); err != nil {
-		return nil, fmt.Errorf("read gpt header of %s: %w", path, err)
+	head, err := readAt(path, 0, gpt.HeadBytes(512))
+	if err != nil {
+		return nil, err
 	}
-	if string(hdr[:8]) != "EFI PART" {
-		return nil, fmt.Errorf("%s: %w", path, ErrNoGPT)
+	tail, err := readAt(path, fi.Size()-int64(gpt.TailBytes(512)), gpt.TailBytes(512))
+	if err != nil {
+		return nil, err
 	}
-	entriesLBA := binary.LittleEndian.Uint64(hdr[72:])
-	count := binary.LittleEndian.Uint32(hdr[80:])
-	size := binary.LittleEndian.Uint32(hdr[84:])
-	if size < 128 || count > 1024 {
-		return nil, fmt.Errorf("%s: implausible gpt (%d entries of %d bytes)", path, count, size)
-	}
-	buf := make([]byte, int(count)*int(size))
-	if _, err := f.ReadAt(buf, int64(entriesLBA)*512); err != nil {
-		return nil, fmt.Errorf("read gpt entries of %s: %w", path, err)
+	t, err := gpt.Decode(head, tail, 512, uint64(fi.Size())/512)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var parts []Partition
-	for i := 0; i < int(count); i++ {
-		e := buf[i*int(size) : (i+1)*int(size)]
-		var p Partition
-		copy(p.TypeGUID[:], e[:16])
-		if p.TypeGUID == [16]byte{} {
-			continue
-		}
-		p.FirstLBA = binary.LittleEndian.Uint64(e[32:])
-		p.LastLBA = binary.LittleEndian.Uint64(e[40:])
-		p.Attributes = binary.LittleEndian.Uint64(e[48:])
-		u := make([]uint16, 36)
-		for j := range u {
-			u[j] = binary.LittleEndian.Uint16(e[56+2*j:])
-		}
-		p.Name = string(utf16.Decode(u16(u).trim()))
-		parts = append(parts, p)
+	for _, p := range t.Partitions {
+		parts = append(parts, Partition{Name: p.Name, FirstLBA: p.First, LastLBA: p.Last})
 	}
 	return parts, nil
 }
 
-// u16 is a GPT name in UTF-16 code units, padded with NUL units.
-type u16 []uint16
-
-func (u u16) trim() []uint16 {
-	n := len(u)
-	for n > 0 && u[n-1] == 0 {
-		n--
+func readAt(path string, off int64, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return u[:n]
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("read %s at %d: %w", path, off, err)
+	}
+	return b, nil
 }
 
 // BtrfsSuper is what the tests read from a btrfs superblock on the host.
-type BtrfsSuper struct {
-	FSID       string
-	Label      string
-	Generation uint64
-	LogRoot    uint64 // non-zero: a tree log waits for replay (not cleanly unmounted after fsync)
-	NumDevices uint64
-}
+type BtrfsSuper = probe.Btrfs
 
 // ReadBtrfsSuper reads the primary superblock of a btrfs filesystem that
-// starts at byte off of an image.
+// starts at byte off of an image, with internal/probe.
 func ReadBtrfsSuper(path string, off int64) (BtrfsSuper, error) {
-	f, err := os.Open(path)
+	head, err := readAt(path, off, probe.HeadBytes)
 	if err != nil {
 		return BtrfsSuper{}, fmt.Errorf("read btrfs super: %w", err)
 	}
-	defer f.Close()
-	sb := make([]byte, 4096)
-	if _, err := f.ReadAt(sb, off+0x10000); err != nil {
-		return BtrfsSuper{}, fmt.Errorf("read btrfs super of %s at %d: %w", path, off, err)
-	}
-	if string(sb[0x40:0x48]) != "_BHRfS_M" {
+	sb := probe.ParseBtrfs(head)
+	if sb == nil {
 		return BtrfsSuper{}, fmt.Errorf("%s at %d: no btrfs superblock", path, off)
 	}
-	label := sb[0x12b : 0x12b+256]
-	if i := bytes.IndexByte(label, 0); i >= 0 {
-		label = label[:i]
-	}
-	return BtrfsSuper{
-		FSID:       hex.EncodeToString(sb[0x20:0x30]),
-		Generation: binary.LittleEndian.Uint64(sb[0x48:]),
-		LogRoot:    binary.LittleEndian.Uint64(sb[0x60:]),
-		NumDevices: binary.LittleEndian.Uint64(sb[0x88:]),
-		Label:      string(label),
-	}, nil
+	return *sb, nil
 }

@@ -1,10 +1,6 @@
-// Package blockdev is the kernel edge of persistence: it lists block devices
-// from sysfs, reads their first and last bytes, tells whether they are in
-// use, and makes the kernel see partitions (BLKRRPART, BLKPG).
-package blockdev
+package host
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -14,19 +10,9 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/u-root/u-root/pkg/mount/block"
 	"golang.org/x/sys/unix"
 )
-
-// System names the paths of the kernel interfaces, so tests can point
-// enumeration at a fake sysfs.
-type System struct {
-	SysBlock string // /sys/class/block
-	Dev      string // /dev
-	Proc     string // /proc
-}
-
-// Host is the running kernel.
-var Host = System{SysBlock: "/sys/class/block", Dev: "/dev", Proc: "/proc"}
 
 // Device is a whole disk or a partition as the kernel sees it.
 type Device struct {
@@ -42,13 +28,22 @@ type Device struct {
 	Minor      uint32
 }
 
+// PartitionName is the kernel's name for partition n of disk: sda1,
+// loop0p1, nvme0n1p1, mmcblk0p1.
+func PartitionName(disk string, n int) string { return block.ComposePartName(disk, n) }
+
+// PartitionPath is the node of partition n of the disk whose node is diskPath.
+func PartitionPath(diskPath string, n int) string {
+	return filepath.Join(filepath.Dir(diskPath), PartitionName(filepath.Base(diskPath), n))
+}
+
 // skipped are kinds of whole disk that are never user storage: loop devices
 // (the root squashfs lives on one), RAM disks, optical drives, device-mapper
 // and md stacks, network block devices, floppies.
 var skipped = []string{"loop", "ram", "zram", "sr", "dm-", "md", "nbd", "fd", "mtdblock"}
 
 // Disks lists whole disks with a non-zero size, except the skipped kinds.
-func (s System) Disks() ([]Device, error) {
+func (s Linux) Disks() ([]Device, error) {
 	ents, err := os.ReadDir(s.SysBlock)
 	if err != nil {
 		return nil, fmt.Errorf("list block devices: %w", err)
@@ -78,7 +73,7 @@ func hasAnyPrefix(s string, ps []string) bool {
 }
 
 // Device reads what sysfs says about one block device by name.
-func (s System) Device(name string) (Device, error) {
+func (s Linux) Device(name string) (Device, error) {
 	dir := filepath.Join(s.SysBlock, name)
 	d := Device{Name: name, Path: filepath.Join(s.Dev, name)}
 	sectors, err := readUint(filepath.Join(dir, "size"))
@@ -111,7 +106,7 @@ func (s System) Device(name string) (Device, error) {
 }
 
 // Partitions lists the partitions the kernel has registered for a disk.
-func (s System) Partitions(disk string) ([]Device, error) {
+func (s Linux) Partitions(disk string) ([]Device, error) {
 	ents, err := os.ReadDir(filepath.Join(s.SysBlock, disk))
 	if err != nil {
 		return nil, fmt.Errorf("list partitions of %s: %w", disk, err)
@@ -131,14 +126,6 @@ func (s System) Partitions(disk string) ([]Device, error) {
 	return out, nil
 }
 
-// PartitionName is the kernel's name for partition n of disk: sda1, loop0p1, nvme0n1p1.
-func PartitionName(disk string, n int) string {
-	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' {
-		return fmt.Sprintf("%sp%d", disk, n)
-	}
-	return fmt.Sprintf("%s%d", disk, n)
-}
-
 func readUint(path string) (uint64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -147,8 +134,8 @@ func readUint(path string) (uint64, error) {
 	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// ReadAt reads n bytes at off (negative off: from the end of a device of size).
-func ReadAt(path string, off int64, n int) ([]byte, error) {
+// ReadAt reads n bytes at off; a short read at the end of the device is not an error.
+func (Linux) ReadAt(path string, off int64, n int) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -162,68 +149,86 @@ func ReadAt(path string, off int64, n int) ([]byte, error) {
 	return b[:m], nil
 }
 
+// OpenDisk opens a disk read-write; exclusive is O_EXCL, which fails with
+// EBUSY while anything holds the disk or one of its partitions.
+func (Linux) OpenDisk(path string, exclusive bool) (File, error) {
+	flags := os.O_RDWR
+	if exclusive {
+		flags |= unix.O_EXCL
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return f, nil
+}
+
 // Busy says why a disk must not be touched ("" if it is free): a mounted or
 // swapped disk or partition, a device stacked on it (holders), or an
 // exclusive opener.
-func (s System) Busy(d Device) string {
-	devs := map[string]string{fmt.Sprintf("%d:%d", d.Major, d.Minor): d.Name}
-	names := []string{d.Name}
-	parts, _ := s.Partitions(d.Name)
-	for _, p := range parts {
-		devs[fmt.Sprintf("%d:%d", p.Major, p.Minor)] = p.Name
-		names = append(names, p.Name)
-	}
-	if f, err := os.Open(filepath.Join(s.Proc, "self", "mountinfo")); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) > 4 {
-				if n, ok := devs[fields[2]]; ok {
-					return fmt.Sprintf("%s is mounted at %s", n, fields[4])
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(s.Proc, "swaps")); err == nil {
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fields := strings.Fields(line)
-			if len(fields) == 0 {
-				continue
-			}
-			for _, n := range names {
-				if fields[0] == filepath.Join(s.Dev, n) || fields[0] == "/dev/"+n {
-					return fmt.Sprintf("%s is in use as swap", n)
-				}
-			}
-		}
-	}
-	for _, n := range names {
+func (s Linux) Busy(d Device) string {
+	return CheckBusy(s, d, func(n string) []string {
 		dir := filepath.Join(s.SysBlock, d.Name, "holders")
 		if n != d.Name {
 			dir = filepath.Join(s.SysBlock, d.Name, n, "holders")
 		}
-		if hs, _ := os.ReadDir(dir); len(hs) > 0 {
-			return fmt.Sprintf("%s is held by %s", n, hs[0].Name())
+		var out []string
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}, func() error {
+		// O_EXCL on a block device fails with EBUSY while anything (a mount,
+		// md, btrfs, another claimer) holds it or one of its partitions.
+		fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+}
+
+// CheckBusy is Busy's policy over the host's mounts and swaps (compared by
+// device number), the holders of each node and an exclusive open.
+func CheckBusy(h Host, d Device, holders func(name string) []string, openExcl func() error) string {
+	devs := map[uint64]string{unix.Mkdev(d.Major, d.Minor): d.Name}
+	names := []string{d.Name}
+	parts, _ := h.Partitions(d.Name)
+	for _, p := range parts {
+		devs[unix.Mkdev(p.Major, p.Minor)] = p.Name
+		names = append(names, p.Name)
+	}
+	ms, _ := h.Mounts()
+	for _, m := range ms {
+		if n, ok := devs[m.Dev]; ok {
+			return fmt.Sprintf("%s is mounted at %s", n, m.Point)
 		}
 	}
-	// O_EXCL on a block device fails with EBUSY while anything (a mount, md,
-	// btrfs, another claimer) holds it or one of its partitions.
-	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if err != nil {
+	swaps, _ := h.Swaps()
+	for _, sw := range swaps {
+		if n, ok := devs[sw.Dev]; ok && sw.Dev != 0 {
+			return fmt.Sprintf("%s is in use as swap", n)
+		}
+	}
+	for _, n := range names {
+		if hs := holders(n); len(hs) > 0 {
+			return fmt.Sprintf("%s is held by %s", n, hs[0])
+		}
+	}
+	if err := openExcl(); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return fmt.Sprintf("%s is busy (opened exclusively by another user)", d.Name)
 		}
 		return fmt.Sprintf("%s cannot be opened: %v", d.Name, err)
 	}
-	unix.Close(fd)
 	return ""
 }
 
 // Lock takes an exclusive BSD lock on a device node, the convention udev and
 // systemd tools honour for "someone is partitioning this disk". It fails at
 // once if another process holds it.
-func Lock(path string) (*os.File, error) {
+func (Linux) Lock(path string) (io.Closer, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -236,7 +241,7 @@ func Lock(path string) (*os.File, error) {
 }
 
 // Reread asks the kernel to re-read the partition table (BLKRRPART).
-func Reread(path string) error {
+func (Linux) Reread(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -248,37 +253,14 @@ func Reread(path string) error {
 	return nil
 }
 
-// blkpgPartition and blkpgArg mirror <linux/blkpg.h>.
-type blkpgPartition struct {
-	Start   int64
-	Length  int64
-	Pno     int32
-	Devname [64]byte
-	Volname [64]byte
-	_       [4]byte
-}
-
-type blkpgArg struct {
-	Op      int32
-	Flags   int32
-	Datalen int32
-	_       int32
-	Data    uintptr
-}
-
-const (
-	blkpgAddPartition = 1
-	blkpgDelPartition = 2
-)
-
 func blkpg(path string, op int32, pno int, start, length int64) error {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	p := blkpgPartition{Start: start, Length: length, Pno: int32(pno)}
-	a := blkpgArg{Op: op, Datalen: int32(unsafe.Sizeof(p)), Data: uintptr(unsafe.Pointer(&p))}
+	p := unix.BlkpgPartition{Start: start, Length: length, Pno: int32(pno)}
+	a := unix.BlkpgIoctlArg{Op: op, Datalen: int32(unsafe.Sizeof(p)), Data: (*byte)(unsafe.Pointer(&p))}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKPG, uintptr(unsafe.Pointer(&a)))
 	if errno != 0 {
 		return errno
@@ -288,16 +270,16 @@ func blkpg(path string, op int32, pno int, start, length int64) error {
 
 // AddPartition registers partition pno (bytes start, length) of a disk
 // with the kernel, as partx -a does.
-func AddPartition(path string, pno int, start, length int64) error {
-	if err := blkpg(path, blkpgAddPartition, pno, start, length); err != nil {
+func (Linux) AddPartition(path string, pno int, start, length int64) error {
+	if err := blkpg(path, unix.BLKPG_ADD_PARTITION, pno, start, length); err != nil {
 		return fmt.Errorf("register partition %d of %s: %w", pno, path, err)
 	}
 	return nil
 }
 
 // DelPartition removes partition pno of a disk from the kernel's view.
-func DelPartition(path string, pno int) error {
-	if err := blkpg(path, blkpgDelPartition, pno, 0, 0); err != nil {
+func (Linux) DelPartition(path string, pno int) error {
+	if err := blkpg(path, unix.BLKPG_DEL_PARTITION, pno, 0, 0); err != nil {
 		return fmt.Errorf("unregister partition %d of %s: %w", pno, path, err)
 	}
 	return nil

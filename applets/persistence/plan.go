@@ -5,15 +5,16 @@ import (
 	"sort"
 	"strings"
 
-	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
+	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
 
 // Disk is what a scan learnt about one whole disk; it is read from the disk
 // itself at every run, so the decision never depends on remembered state.
 type Disk struct {
-	Dev        blockdev.Device
+	Dev        host.Device
 	Magic      bool         // starts with the consent header
 	BootMedium bool         // carries our ISO
 	Busy       string       // why it is in use, "" if free
@@ -34,20 +35,6 @@ type Part struct {
 	Swap   *probe.Swap
 }
 
-// Profile is the btrfs data and metadata profile for n devices.
-func Profile(n int) (data, metadata string) {
-	switch {
-	case n <= 1:
-		return "single", "dup"
-	case n == 2:
-		return "raid1", "raid1"
-	case n == 3:
-		return "raid1", "raid1c3"
-	default:
-		return "raid1", "raid1c4"
-	}
-}
-
 // Plan is what a run will do: the steps in order, and what it noticed.
 type Plan struct {
 	Mode    string   // volatile, persistent or degraded
@@ -56,88 +43,6 @@ type Plan struct {
 	Notes   []string // disks left alone, and why
 	Errors  []string // what the user must hear about loudly
 	Steps   []Step
-}
-
-// Op is a kind of step.
-type Op int
-
-const (
-	OpPartition  Op = iota + 1 // wipe where the partitions will be, write the GPT, MBR last
-	OpRegister                 // make the kernel see the disk's partitions
-	OpMkswap                   // mkswap -L lightwhale-swap
-	OpMkfs                     // mkfs.btrfs with a temporary label
-	OpSubvolumes               // create the three subvolumes
-	OpLabel                    // write the final label: the claim commits here
-	OpRename                   // GPT: consent name -> lightwhale-data
-	OpMountData                // @lightwhale-data at /mnt/lightwhale-data
-	OpMountTmpfs               // tmpfs at /mnt/lightwhale-data
-	OpMountState               // @lightwhale-state at .../lightwhale-state
-	OpSwapon                   // enable the swap partitions
-	OpOverlay                  // overlay over /etc, /var or /home
-	OpDockerRoot               // create Docker's data-root
-	OpMode                     // record the mode in /run/lightwhale/mode
-	OpResync                   // restore redundancy after a member rejoined
-)
-
-// Step is one action. Only the fields its Op needs are set.
-type Step struct {
-	Op       Op
-	Disk     *Disk
-	Table    *gpt.Table
-	Devices  []string // device nodes
-	Degraded bool
-	Dir      string
-	Mode     string
-}
-
-// ClaimLabel is the label a filesystem carries between mkfs and commit.
-const ClaimLabel = "lightwhale-claiming"
-
-func (s Step) String() string {
-	devs := strings.Join(s.Devices, " ")
-	switch s.Op {
-	case OpPartition:
-		return fmt.Sprintf("partition %s (%d MiB, %d-byte sectors): new GPT\n%s", s.Disk.Dev.Path, s.Disk.Dev.Size/gpt.MiB, s.Table.SectorSize, strings.TrimRight(indent(s.Table.Describe()), "\n"))
-	case OpRegister:
-		return fmt.Sprintf("make the kernel see the partitions of %s", s.Disk.Dev.Path)
-	case OpMkswap:
-		return fmt.Sprintf("mkswap -L %s %s", gpt.SwapName, devs)
-	case OpMkfs:
-		d, m := Profile(len(s.Devices))
-		return fmt.Sprintf("mkfs.btrfs -L %s --data %s --metadata %s %s", ClaimLabel, d, m, devs)
-	case OpSubvolumes:
-		return fmt.Sprintf("create subvolumes @lightwhale-data @lightwhale-state @lightwhale-state-snapshots on %s", devs)
-	case OpLabel:
-		return fmt.Sprintf("label the filesystem on %s %q (commit)", devs, gpt.DataName)
-	case OpRename:
-		return fmt.Sprintf("rename partition %q on %s to %q", gpt.ConsentName, s.Disk.Dev.Path, gpt.DataName)
-	case OpMountData:
-		deg := ""
-		if s.Degraded {
-			deg = " DEGRADED"
-		}
-		return fmt.Sprintf("mount @lightwhale-data of %s at %s%s", devs, DataDir, deg)
-	case OpMountTmpfs:
-		return fmt.Sprintf("mount a tmpfs at %s (volatile: nothing is kept across reboots)", DataDir)
-	case OpMountState:
-		return fmt.Sprintf("mount @lightwhale-state at %s", StateDir)
-	case OpSwapon:
-		return fmt.Sprintf("swapon %s", devs)
-	case OpOverlay:
-		return fmt.Sprintf("overlay %s: lower %s, upper %s", s.Dir, lowerDir(s.Dir), upperDir(s.Dir))
-	case OpDockerRoot:
-		return fmt.Sprintf("create Docker's data-root %s", DockerRoot)
-	case OpMode:
-		return fmt.Sprintf("record mode %q in %s", s.Mode, ModeFile)
-	case OpResync:
-		_, m := Profile(len(s.Devices))
-		return fmt.Sprintf("restore redundancy (a device rejoined with older data): btrfs balance -dconvert=raid1,soft -mconvert=%s,soft, then scrub, in the background", m)
-	}
-	return fmt.Sprintf("op %d", s.Op)
-}
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
 }
 
 // String prints the plan as --dry-run shows it.
@@ -198,7 +103,7 @@ func Decide(disks []*Disk, newGUID func() gpt.GUID) *Plan {
 		}
 	}
 	for _, m := range all {
-		if m.fs.Label == gpt.DataName {
+		if m.fs.Label == paths.DataLabel {
 			labelled[m.fs.FSIDString()] = true
 		}
 	}
@@ -218,16 +123,16 @@ func Decide(disks []*Disk, newGUID func() gpt.GUID) *Plan {
 	case len(ids) > 1:
 		var desc []string
 		for _, id := range ids {
-			desc = append(desc, fmt.Sprintf("%s on %s", id, paths(byFS[id])))
+			desc = append(desc, fmt.Sprintf("%s on %s", id, devPaths(byFS[id])))
 		}
 		p.Errors = append(p.Errors, fmt.Sprintf("found %d different %s filesystems (%s): refusing to choose; touching none of them and staying volatile; remove or relabel all but one",
-			len(ids), gpt.DataName, strings.Join(desc, "; ")))
+			len(ids), paths.DataLabel, strings.Join(desc, "; ")))
 		noteUnclaimed(p, disks, nil, "several data filesystems exist")
 		p.volatile()
 	case len(ids) == 1:
 		id := ids[0]
 		p.FSID = id
-		noteUnclaimed(p, disks, byFS[id], "a "+gpt.DataName+" filesystem already exists")
+		noteUnclaimed(p, disks, byFS[id], "a "+paths.DataLabel+" filesystem already exists")
 		p.mountExisting(byFS[id])
 	default:
 		p.claim(disks, newGUID)
@@ -235,7 +140,7 @@ func Decide(disks []*Disk, newGUID func() gpt.GUID) *Plan {
 	return p
 }
 
-func paths(ms []member) string {
+func devPaths(ms []member) string {
 	var s []string
 	for _, m := range ms {
 		s = append(s, m.path())
@@ -255,7 +160,7 @@ func noteUnclaimed(p *Plan, disks []*Disk, members []member, why string) {
 			p.Notes = append(p.Notes, fmt.Sprintf("magic disk %s left untouched: %s", d.Dev.Path, why))
 		}
 		for _, pt := range d.Parts {
-			if pt.Name == gpt.ConsentName && !isMember[pt.Path] {
+			if pt.Name == paths.Consent && !isMember[pt.Path] {
 				p.Notes = append(p.Notes, fmt.Sprintf("unfinished claim %s left untouched: %s", pt.Path, why))
 			}
 		}
@@ -264,16 +169,16 @@ func noteUnclaimed(p *Plan, disks []*Disk, members []member, why string) {
 
 func (p *Plan) volatile() {
 	p.Mode = "volatile"
-	p.Steps = append(p.Steps, Step{Op: OpMountTmpfs})
+	p.Steps = append(p.Steps, mountTmpfsStep{})
 	p.finish()
 }
 
 // finish adds what every mode shares: overlays, Docker's root, the mode.
 func (p *Plan) finish() {
-	for _, dir := range OverlayDirs {
-		p.Steps = append(p.Steps, Step{Op: OpOverlay, Dir: dir})
+	for _, dir := range paths.OverlayDirs {
+		p.Steps = append(p.Steps, overlayStep{Dir: dir})
 	}
-	p.Steps = append(p.Steps, Step{Op: OpDockerRoot}, Step{Op: OpMode, Mode: p.Mode})
+	p.Steps = append(p.Steps, dockerRootStep{}, modeStep{Mode: p.Mode})
 }
 
 // mountExisting mounts the committed filesystem whose present devices are ms.
@@ -289,12 +194,12 @@ func (p *Plan) mountExisting(ms []member) {
 		// two may have taken both copies of some data with them.
 		if p.Missing >= 2 || len(ms) == 0 {
 			p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s has %d of %d devices (%s): too many are missing to mount it safely; staying volatile and touching nothing. Reattach the missing disks and reboot",
-				p.FSID, len(ms), want, paths(ms)))
+				p.FSID, len(ms), want, devPaths(ms)))
 			p.volatile()
 			return
 		}
 		p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s is DEGRADED: %d of %d devices present (%s); mounting it degraded. Replace or reattach the missing disk soon: one more failure loses data",
-			p.FSID, len(ms), want, paths(ms)))
+			p.FSID, len(ms), want, devPaths(ms)))
 	}
 	var devs []string
 	seen := map[string]bool{}
@@ -302,29 +207,29 @@ func (p *Plan) mountExisting(ms []member) {
 		if m.part != nil && !seen[m.disk.Dev.Name] {
 			seen[m.disk.Dev.Name] = true
 			if m.disk.Table != nil {
-				p.Steps = append(p.Steps, Step{Op: OpRegister, Disk: m.disk, Table: m.disk.Table})
+				p.Steps = append(p.Steps, registerStep{Disk: m.disk, Table: m.disk.Table})
 			}
 		}
 		devs = append(devs, m.path())
 	}
 	// A claim that crashed between label and rename is finished here.
 	for _, m := range ms {
-		if m.part != nil && m.part.Name == gpt.ConsentName {
-			p.Steps = append(p.Steps, Step{Op: OpRename, Disk: m.disk, Table: m.disk.Table})
+		if m.part != nil && m.part.Name == paths.Consent {
+			p.Steps = append(p.Steps, renameStep{Disk: m.disk, Table: m.disk.Table})
 		}
 	}
 	p.Mode = "persistent"
 	if degraded {
 		p.Mode = "degraded"
 	}
-	p.Steps = append(p.Steps, Step{Op: OpMountData, Devices: devs, Degraded: degraded}, Step{Op: OpMountState})
+	p.Steps = append(p.Steps, mountDataStep{Devices: devs, Degraded: degraded}, mountStateStep{})
 	// A member that missed writes (it was away while the others ran
 	// degraded) has an older generation: its copies are stale, and what was
 	// written meanwhile has one copy only.
 	if !degraded && len(ms) > 1 {
 		for _, m := range ms[1:] {
 			if m.fs.Generation != ms[0].fs.Generation {
-				p.Steps = append(p.Steps, Step{Op: OpResync, Devices: devs})
+				p.Steps = append(p.Steps, resyncStep{Devices: devs})
 				break
 			}
 		}
@@ -335,13 +240,13 @@ func (p *Plan) mountExisting(ms []member) {
 			continue
 		}
 		for _, pt := range m.disk.Parts {
-			if pt.Name == gpt.SwapName && pt.Swap != nil {
+			if pt.Name == paths.SwapLabel && pt.Swap != nil {
 				swaps = append(swaps, pt.Path)
 			}
 		}
 	}
 	if len(swaps) > 0 {
-		p.Steps = append(p.Steps, Step{Op: OpSwapon, Devices: swaps})
+		p.Steps = append(p.Steps, swaponStep{Devices: swaps})
 	}
 	p.finish()
 }
@@ -355,7 +260,7 @@ func (p *Plan) claim(disks []*Disk, newGUID func() gpt.GUID) {
 	for _, d := range disks {
 		hasConsent := false
 		for _, pt := range d.Parts {
-			hasConsent = hasConsent || pt.Name == gpt.ConsentName
+			hasConsent = hasConsent || pt.Name == paths.Consent
 		}
 		if !d.Magic && !hasConsent {
 			continue
@@ -383,18 +288,15 @@ func (p *Plan) claim(disks []*Disk, newGUID func() gpt.GUID) {
 		t := d.Table
 		if nt, ok := fresh[d]; ok {
 			t = nt
-			p.Steps = append(p.Steps, Step{Op: OpPartition, Disk: d, Table: t})
+			p.Steps = append(p.Steps, partitionStep{Disk: d, Table: t})
 		}
-		p.Steps = append(p.Steps, Step{Op: OpRegister, Disk: d, Table: t})
+		p.Steps = append(p.Steps, registerStep{Disk: d, Table: t})
 		for _, pt := range t.Partitions {
-			path := "/dev/" + blockdev.PartitionName(d.Dev.Name, pt.Number)
-			if d.Dev.Path != "" {
-				path = d.Dev.Path[:strings.LastIndex(d.Dev.Path, "/")+1] + blockdev.PartitionName(d.Dev.Name, pt.Number)
-			}
+			path := host.PartitionPath(d.Dev.Path, pt.Number)
 			switch pt.Name {
-			case gpt.SwapName:
+			case paths.SwapLabel:
 				swaps = append(swaps, path)
-			case gpt.ConsentName:
+			case paths.Consent:
 				datas = append(datas, path)
 			}
 		}
@@ -404,23 +306,23 @@ func (p *Plan) claim(disks []*Disk, newGUID func() gpt.GUID) {
 		return
 	}
 	if len(swaps) > 0 {
-		p.Steps = append(p.Steps, Step{Op: OpMkswap, Devices: swaps})
+		p.Steps = append(p.Steps, mkswapStep{Devices: swaps})
 	}
 	p.Steps = append(p.Steps,
-		Step{Op: OpMkfs, Devices: datas},
-		Step{Op: OpSubvolumes, Devices: datas},
-		Step{Op: OpLabel, Devices: datas})
+		mkfsStep{Devices: datas},
+		subvolumesStep{Devices: datas},
+		labelStep{Devices: datas})
 	for _, d := range claimed {
 		t := d.Table
 		if nt, ok := fresh[d]; ok {
 			t = nt
 		}
-		p.Steps = append(p.Steps, Step{Op: OpRename, Disk: d, Table: t})
+		p.Steps = append(p.Steps, renameStep{Disk: d, Table: t})
 	}
 	p.Mode = "persistent"
-	p.Steps = append(p.Steps, Step{Op: OpMountData, Devices: datas}, Step{Op: OpMountState})
+	p.Steps = append(p.Steps, mountDataStep{Devices: datas}, mountStateStep{})
 	if len(swaps) > 0 {
-		p.Steps = append(p.Steps, Step{Op: OpSwapon, Devices: swaps})
+		p.Steps = append(p.Steps, swaponStep{Devices: swaps})
 	}
 	p.finish()
 }

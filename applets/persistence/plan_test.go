@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"lightwhale/internal/golden"
+	"lightwhale/internal/paths"
 
-	"lightwhale/internal/blockdev"
 	"lightwhale/internal/gpt"
+	"lightwhale/internal/host"
 	"lightwhale/internal/probe"
 )
 
@@ -22,7 +23,7 @@ func seqGUID() func() gpt.GUID {
 }
 
 func disk(name string, sizeGiB uint64) *Disk {
-	return &Disk{Dev: blockdev.Device{Name: name, Path: "/dev/" + name, Size: sizeGiB * gpt.GiB, SectorSize: 512}}
+	return &Disk{Dev: host.Device{Name: name, Path: "/dev/" + name, Size: sizeGiB * gpt.GiB, SectorSize: 512}}
 }
 
 func magic(d *Disk) *Disk { d.Magic = true; return d }
@@ -37,9 +38,9 @@ func claimed(d *Disk, fsid byte, label string, devid, ndev uint64, partName stri
 	d.Table = t
 	for _, p := range t.Partitions {
 		part := Part{Disk: d.Dev.Name, Number: p.Number, Name: p.Name, Start: p.First * 512, Size: (p.Last - p.First + 1) * 512,
-			Path: "/dev/" + blockdev.PartitionName(d.Dev.Name, p.Number)}
-		if p.Name == gpt.SwapName {
-			part.Swap = &probe.Swap{Label: gpt.SwapName}
+			Path: "/dev/" + host.PartitionName(d.Dev.Name, p.Number)}
+		if p.Name == paths.SwapLabel {
+			part.Swap = &probe.Swap{Label: paths.SwapLabel}
 		} else if label != "" {
 			part.Btrfs = &probe.Btrfs{FSID: [16]byte{fsid}, Label: label, DevID: devid, NumDevices: ndev}
 		}
@@ -60,19 +61,19 @@ func TestDecide(t *testing.T) {
 		{"two-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8))}},
 		{"three-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8)), magic(disk("sdc", 8))}},
 		{"five-magic", []*Disk{magic(disk("sda", 8)), magic(disk("sdb", 8)), magic(disk("sdc", 8)), magic(disk("sdd", 8)), magic(disk("sde", 8))}},
-		{"crash-after-partition", []*Disk{claimed(disk("sda", 8), 0, "", 0, 0, gpt.ConsentName), magic(disk("sdb", 8))}},
-		{"crash-after-mkfs", []*Disk{claimed(disk("sda", 8), 7, ClaimLabel, 1, 1, gpt.ConsentName)}},
-		{"crash-after-label-before-rename", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 2, gpt.ConsentName), claimed(disk("sdb", 8), 7, ClaimLabel, 2, 2, gpt.ConsentName)}},
-		{"existing-wins-over-magic", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 1, gpt.DataName), magic(disk("sdb", 8))}},
-		{"raid1-complete", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 2, gpt.DataName), claimed(disk("sdb", 8), 7, gpt.DataName, 2, 2, gpt.DataName)}},
-		{"raid1-one-missing", []*Disk{claimed(disk("sdb", 8), 7, gpt.DataName, 2, 2, gpt.DataName)}},
-		{"raid1c3-two-missing", []*Disk{claimed(disk("sdc", 8), 7, gpt.DataName, 3, 3, gpt.DataName)}},
-		{"two-data-filesystems", []*Disk{claimed(disk("sda", 8), 7, gpt.DataName, 1, 1, gpt.DataName), claimed(disk("sdb", 8), 9, gpt.DataName, 1, 1, gpt.DataName), magic(disk("sdc", 8))}},
+		{"crash-after-partition", []*Disk{claimed(disk("sda", 8), 0, "", 0, 0, paths.Consent), magic(disk("sdb", 8))}},
+		{"crash-after-mkfs", []*Disk{claimed(disk("sda", 8), 7, paths.ClaimLabel, 1, 1, paths.Consent)}},
+		{"crash-after-label-before-rename", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 2, paths.Consent), claimed(disk("sdb", 8), 7, paths.ClaimLabel, 2, 2, paths.Consent)}},
+		{"existing-wins-over-magic", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 1, paths.DataLabel), magic(disk("sdb", 8))}},
+		{"raid1-complete", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 2, paths.DataLabel), claimed(disk("sdb", 8), 7, paths.DataLabel, 2, 2, paths.DataLabel)}},
+		{"raid1-one-missing", []*Disk{claimed(disk("sdb", 8), 7, paths.DataLabel, 2, 2, paths.DataLabel)}},
+		{"raid1c3-two-missing", []*Disk{claimed(disk("sdc", 8), 7, paths.DataLabel, 3, 3, paths.DataLabel)}},
+		{"two-data-filesystems", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 1, paths.DataLabel), claimed(disk("sdb", 8), 9, paths.DataLabel, 1, 1, paths.DataLabel), magic(disk("sdc", 8))}},
 		{"refused-disks", []*Disk{
 			func() *Disk { d := magic(disk("sr0x", 8)); d.BootMedium = true; return d }(),
 			func() *Disk { d := magic(disk("sdb", 8)); d.Busy = "sdb is mounted at /media"; return d }(),
 			func() *Disk { d := magic(disk("sdc", 8)); d.Dev.ReadOnly = true; return d }(),
-			magic(&Disk{Dev: blockdev.Device{Name: "sdd", Path: "/dev/sdd", Size: 100 * gpt.MiB, SectorSize: 512}}),
+			magic(&Disk{Dev: host.Device{Name: "sdd", Path: "/dev/sdd", Size: 100 * gpt.MiB, SectorSize: 512}}),
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,12 +87,11 @@ func TestDecide(t *testing.T) {
 // disk that neither starts with the header nor carries a consent partition
 // never appears in a writing step.
 func TestDecideNeverTouchesUnconsenting(t *testing.T) {
-	writes := map[Op]bool{OpPartition: true, OpMkswap: true, OpMkfs: true, OpSubvolumes: true, OpLabel: true, OpRename: true}
 	pool := []func() *Disk{
 		func() *Disk { return disk("sda", 8) },
 		func() *Disk { return magic(disk("sdb", 8)) },
-		func() *Disk { return claimed(disk("sdc", 8), 7, gpt.DataName, 1, 1, gpt.DataName) },
-		func() *Disk { return claimed(disk("sdd", 8), 0, "", 0, 0, gpt.ConsentName) },
+		func() *Disk { return claimed(disk("sdc", 8), 7, paths.DataLabel, 1, 1, paths.DataLabel) },
+		func() *Disk { return claimed(disk("sdd", 8), 0, "", 0, 0, paths.Consent) },
 		func() *Disk { d := magic(disk("sde", 8)); d.Busy = "busy"; return d },
 		func() *Disk { d := disk("sdf", 8); d.Btrfs = &probe.Btrfs{FSID: [16]byte{3}, Label: "other"}; return d },
 	}
@@ -104,38 +104,20 @@ func TestDecideNeverTouchesUnconsenting(t *testing.T) {
 		}
 		p := Decide(disks, seqGUID())
 		for _, s := range p.Steps {
-			if !writes[s.Op] {
+			w, ok := s.(writer)
+			if !ok {
 				continue
 			}
-			touched := s.Devices
-			if s.Disk != nil {
-				touched = append(touched, s.Disk.Dev.Path)
-			}
-			for _, path := range touched {
+			_, rename := s.(renameStep)
+			for _, path := range w.Writes() {
 				name := strings.TrimRight(strings.TrimPrefix(path, "/dev/"), "0123456789")
 				if strings.Contains("sda sde sdf", name) {
 					t.Errorf("mask %b: step %q writes %s", mask, s, path)
 				}
-				if name == "sdc" && s.Op != OpRename {
+				if name == "sdc" && !rename {
 					t.Errorf("mask %b: step %q writes the committed disk %s", mask, s, path)
 				}
 			}
 		}
-	}
-}
-
-func TestProfile(t *testing.T) {
-	for n, want := range map[int]string{1: "single/dup", 2: "raid1/raid1", 3: "raid1/raid1c3", 4: "raid1/raid1c4", 7: "raid1/raid1c4"} {
-		d, m := Profile(n)
-		if got := d + "/" + m; got != want {
-			t.Errorf("Profile(%d) = %s, want %s", n, got, want)
-		}
-	}
-}
-
-func TestProfiles(t *testing.T) {
-	df := "Data, RAID1: total=1.00GiB, used=0.00B\nSystem, RAID1: total=8.00MiB, used=16.00KiB\nMetadata, RAID1C3: total=256.00MiB, used=112.00KiB\nGlobalReserve, single: total=3.25MiB, used=0.00B\n"
-	if got := profiles(df); got != "data raid1, metadata raid1c3" {
-		t.Errorf("profiles = %q", got)
 	}
 }
