@@ -46,12 +46,12 @@ func TestRealSeedImages(t *testing.T) {
 	for n, c := range seedFiles {
 		os.WriteFile(filepath.Join(src, n), []byte(c), 0o644)
 	}
-	images := map[string]func(string){
-		"iso9660": func(img string) {
+	images := map[string]func(*testing.T, string){
+		"iso9660": func(t *testing.T, img string) {
 			tool(t, "xorriso")
 			sh(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o", img, src)
 		},
-		"vfat": func(img string) {
+		"vfat": func(t *testing.T, img string) {
 			tool(t, "mkfs.vfat")
 			tool(t, "mcopy")
 			sh(t, "mkfs.vfat", "-C", "-n", "CIDATA", img, "2048")
@@ -61,7 +61,7 @@ func TestRealSeedImages(t *testing.T) {
 	for fstype, make := range images {
 		t.Run(fstype, func(t *testing.T) {
 			img := filepath.Join(dir, fstype+".img")
-			make(img)
+			make(t, img)
 			head, err := host.Real.ReadAt(img, 0, probe.HeadBytes)
 			if err != nil && len(head) == 0 {
 				t.Fatal(err)
