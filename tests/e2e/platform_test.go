@@ -65,7 +65,7 @@ func TestPlatformVersions(t *testing.T) {
 		t.Errorf("engine API %q; want at least 1.45", api)
 	}
 	server := g.run("docker version --format '{{.Server.Version}}'")
-	if !strings.HasPrefix(lines["docker.io"], server+"+") {
+	if !strings.HasPrefix(lines["docker.io"], server) {
 		t.Errorf("engine %s is not the package shipped (docker.io %s)", server, lines["docker.io"])
 	}
 	motd := g.run("cat /etc/motd")
@@ -91,7 +91,9 @@ func TestAppArmor(t *testing.T) {
 	}
 	wantEqual(t, "unconfined write to /proc/sysrq-trigger",
 		g.run("docker run --rm --security-opt systempaths=unconfined --security-opt apparmor=unconfined "+platformImage+" "+sysrq), "written")
-	wantMatch(t, "kernel log", g.sudo("dmesg | grep 'apparmor=\"DENIED\"' | grep sysrq-trigger | tail -n 1"), `profile="docker-default"`)
+	// Docker's profile denies with deny rules, which AppArmor does not log;
+	// the kernel lists it as loaded and enforcing.
+	wantMatch(t, "loaded AppArmor profiles", g.sudo("cat /sys/kernel/security/apparmor/profiles"), `(?m)^docker-default \(enforce\)$`)
 }
 
 // docker build is BuildKit (buildx), offline: a two-stage Dockerfile FROM
@@ -145,7 +147,7 @@ networks:
 `, platformImage))
 	compose := "docker compose -p lwcompose -f " + dir + "/compose.yaml "
 	g.run(compose + "up -d 2>&1")
-	wantEqual(t, "running services", g.run(compose+"ps --services --status running | sort | tr '\\n' ' '"), "web writer ")
+	wantEqual(t, "running services", g.run(compose+"ps --services --status running | sort | tr '\\n' ' '"), "web writer")
 	var body string
 	for i := 0; i < 20; i++ { // the writer may not have written yet
 		if body, _ = g.try(compose + "exec -T writer wget -qO- http://web/"); body == "hello-from-compose" {
