@@ -23,7 +23,7 @@ export DISKS MEM BENCH_N SUITE
 LWQEMU  := $(BUILD)/lwqemu
 ACCEL    = $$($(LWQEMU) -accel -iso $(abspath $(ISO)))
 
-.PHONY: all build deps iso run check-args test unit bench clean
+.PHONY: all build deps iso run check-args test unit bench size clean
 
 all: build
 
@@ -78,6 +78,11 @@ $(BUILD)/stub-kernel: $(ISO)
 bench: check-args iso $(LWQEMU)
 	accel=$(ACCEL) && LIGHTWHALE_ACCEL=$$accel LIGHTWHALE_BENCH_JSON=$(abspath $(BUILD)/bench.json) LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
 		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./...
+
+# The ISO's bytes by component (kernel, modules, firmware, the Docker stack,
+# the rest, the bootloader), as make bench reports them, without booting.
+size: iso $(LWQEMU)
+	@$(LWQEMU) -size -iso $(abspath $(ISO))
 
 clean:
 	rm -rf $(BUILD)

@@ -38,7 +38,7 @@ mkdir -p /mnt/lightwhale-data /var/log
 # Packages pulled in as dependencies that nothing here runs: systemd's own
 # programs (libsystemd0 stays), apt and its verifier. Their files go while
 # dpkg still knows them.
-for p in systemd apt sqv libapt-pkg7.0; do
+for p in systemd libsystemd-shared apt sqv libapt-pkg7.0; do
   dpkg -L "$p" 2>/dev/null | while read -r f; do
     if [ -f "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi
   done
