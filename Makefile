@@ -13,15 +13,17 @@ GOSRC   := $(shell find cmd applets internal -name '*.go' -not -name '*_test.go'
 DISKS   ?= 0
 MEM     ?= 2048
 BENCH_N ?= 3
+# The Debian suite of the image (iso/build.sh checks the mirror has it).
+SUITE   ?= trixie
 # Read by iso/run.sh and lwqemu from the environment, never spliced into a
 # command line.
-export DISKS MEM BENCH_N
+export DISKS MEM BENCH_N SUITE
 # The host-side QEMU launcher: the one QEMU definition (tests/vm) for make run,
 # and the one accelerator decision for make run, test and bench.
 LWQEMU  := $(BUILD)/lwqemu
 ACCEL    = $$($(LWQEMU) -accel -iso $(abspath $(ISO)))
 
-.PHONY: all build deps iso run check-args test unit bench clean
+.PHONY: all build deps iso run check-args test unit bench size clean
 
 all: build
 
@@ -76,6 +78,11 @@ $(BUILD)/stub-kernel: $(ISO)
 bench: check-args iso $(LWQEMU)
 	accel=$(ACCEL) && LIGHTWHALE_ACCEL=$$accel LIGHTWHALE_BENCH_JSON=$(abspath $(BUILD)/bench.json) LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
 		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./...
+
+# The ISO's bytes by component (kernel, modules, firmware, the Docker stack,
+# the rest, the bootloader), as make bench reports them, without booting.
+size: iso $(LWQEMU)
+	@$(LWQEMU) -size -iso $(abspath $(ISO))
 
 clean:
 	rm -rf $(BUILD)

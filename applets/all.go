@@ -2,6 +2,7 @@ package applets
 
 import (
 	"fmt"
+	"os"
 
 	"lightwhale/applets/hostname"
 	"lightwhale/applets/hotplug"
@@ -28,9 +29,16 @@ func init() {
 			fmt.Fprint(s.Out, paths.Shell())
 			return 0
 		}},
-		{Name: "version", Summary: "print the Lightwhale version", Main: func(_ []string, s cli.IO) int {
-			fmt.Fprintln(s.Out, version.Version)
-			return 0
-		}},
+		{Name: "version", Summary: "print the Lightwhale version, then the versions it ships (Debian, kernel, Docker stack)", Main: printVersion},
 	}
+}
+
+// printVersion prints our version, then the image's list of shipped
+// versions; outside the image (no list) only the first line.
+func printVersion(_ []string, s cli.IO) int {
+	fmt.Fprintln(s.Out, "lightwhale", version.Version)
+	if b, err := os.ReadFile(paths.Versions); err == nil {
+		s.Out.Write(b)
+	}
+	return 0
 }

@@ -12,32 +12,30 @@ export PATH=/usr/local/go/bin:$PATH
 
 step() { printf '== %s (%ss)\n' "$*" "$SECONDS"; }
 
-# 1. The base image. No registry answers on our machines: make it locally.
-if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  step "making debian:bookworm-slim with mmdebstrap"
-  mmdebstrap --quiet --variant=minbase bookworm - | docker import - debian:bookworm-slim
-fi
-
-# 2. Docker Compose v2, built from the pinned module in rootfs/compose; cached
-# by version because it takes minutes.
-compose_version=$(awk '$1 == "github.com/docker/compose/v2" { print $2 }' "$src/rootfs/compose/go.mod")
-compose=$build/docker-compose-$compose_version
-if [ ! -x "$compose" ]; then
-  step "building docker compose $compose_version"
-  (cd "$src/rootfs/compose" && CGO_ENABLED=0 go build -trimpath \
-    -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$compose_version" \
-    -o "$compose.tmp" github.com/docker/compose/v2/cmd)
-  mv "$compose.tmp" "$compose"
+# 1. The Debian suite (SUITE=, default trixie) and the base image. No
+# registry answers on our machines: make it locally with mmdebstrap.
+suite=${SUITE:-trixie}
+mirror=http://deb.debian.org
+case $suite in *[!a-z0-9-]*|'') echo "iso/build.sh: SUITE=$suite is not a Debian suite name" >&2; exit 1 ;; esac
+have() { curl -fsS -o /dev/null "$1/dists/$2/InRelease" 2>/dev/null; }
+have "$mirror/debian" "$suite" || { echo "iso/build.sh: Debian suite $suite is not on $mirror" >&2; exit 1; }
+sources=$suite security=
+have "$mirror/debian" "$suite-updates" && sources="$sources $suite-updates"
+have "$mirror/debian-security" "$suite-security" && security=$suite-security
+if ! docker image inspect "debian:$suite-slim" >/dev/null 2>&1; then
+  step "making debian:$suite-slim with mmdebstrap"
+  mmdebstrap --quiet --variant=minbase "$suite" - | docker import - "debian:$suite-slim"
 fi
 
 # 3. The root filesystem image.
 step "building image $image"
 ctx=$build/rootfs-context
 rm -rf "$ctx" && mkdir -p "$ctx"
-cp -a "$src/rootfs/Dockerfile" "$src/rootfs/prune-modules.sh" "$src/rootfs/finish.sh" "$src/rootfs/overlay" "$ctx/"
+cp -a "$src/rootfs/Dockerfile" "$src/rootfs/packages" "$src/rootfs/prune-modules.sh" \
+  "$src/rootfs/prune-firmware.sh" "$src/rootfs/finish.sh" "$src/rootfs/overlay" "$ctx/"
 cp "$bin" "$ctx/lightwhale"
-cp "$compose" "$ctx/docker-compose"
-docker build --network host --build-arg "VERSION=$version" -t "$image" "$ctx"
+docker build --network host --build-arg "VERSION=$version" --build-arg "SUITE=$suite" \
+  --build-arg "SOURCES=$sources" --build-arg "SECURITY=$security" -t "$image" "$ctx"
 
 # 3b. A user's own image on top of ours (make iso CUSTOM=path/to/Dockerfile,
 # whose FROM is lightwhale:VERSION): its build context is its directory.
@@ -95,6 +93,10 @@ mksquashfs "$root" "$initrd/rootfs.squashfs" -noappend -no-progress -quiet \
 step "making the ISO"
 sed "s/@VERSION@/$version/g" "$src/iso/grub.cfg" > "$iso/boot/grub/grub.cfg"
 # No GRUB translations, fonts or themes: the menu is plain text (saves ~11 MB).
-grub-mkrescue --locales= --fonts= --themes= -o "$out.tmp" "$iso" -- -volid "LIGHTWHALE_${version//[^0-9A-Za-z]/_}"
+# Only the GRUB modules grub.cfg uses (halves the bootloader's share); the
+# ones that find the ISO are in GRUB's core image anyway.
+grub-mkrescue --locales= --fonts= --themes= \
+  --install-modules="normal configfile linux serial terminal echo test all_video video iso9660 part_msdos part_gpt fat search search_label boot" \
+  -o "$out.tmp" "$iso" -- -volid "LIGHTWHALE_${version//[^0-9A-Za-z]/_}"
 mv "$out.tmp" "$out"
 step "done: $out ($(du -h "$out" | cut -f1))"

@@ -35,6 +35,19 @@ ln -sf /usr/share/udhcpc/default.script /etc/udhcpc/default.script
 
 mkdir -p /mnt/lightwhale-data /var/log
 
+# Packages pulled in as dependencies that nothing here runs: systemd's own
+# programs (libsystemd0 stays), apt and its verifier. Their files go while
+# dpkg still knows them.
+for p in systemd libsystemd-shared apt sqv libapt-pkg7.0; do
+  dpkg -L "$p" 2>/dev/null | while read -r f; do
+    if [ -f "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi
+  done
+done
+
+# AppArmor: dockerd writes and loads its own profile, which includes only
+# the abstractions and tunables; no other program's profile is loaded.
+find /etc/apparmor.d -mindepth 1 -maxdepth 1 ! -name abi ! -name abstractions ! -name tunables -exec rm -rf {} +
+
 # No package manager, database, docs, man pages, locales; nothing that only
 # dpkg/debconf use (perl); no charset converters; no unused tools.
 rm -rf /var/lib/apt /var/cache/* /var/lib/dpkg /var/log/* /etc/apt /etc/dpkg \

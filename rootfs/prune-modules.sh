@@ -6,13 +6,20 @@ cd /usr/lib/modules/*/
 kver=$(basename "$PWD")
 depmod "$kver" # the package ships no modules.dep: its postinst makes it
 
-# Paths as in modules.dep (kernel/...). Keep: storage (virtio, AHCI/ATA, SCSI,
-# NVMe, USB, MMC, md), NICs incl. wifi and mac80211_hwsim (drivers/net), the
-# network stack with netfilter/bridge/veth for Docker (net/), the filesystems
-# we use, crypto and library code they pull in, input for console keyboards,
-# hypervisor drivers (virtio, Hyper-V, Xen, VMware's vmci/vmxnet/pvscsi).
-keep='^kernel/(arch/x86/crypto|crypto|lib|net|fs/(btrfs|overlayfs|squashfs|fat|exfat|ext4|jbd2|isofs|nls|fuse)|fs/mbcache\.ko|drivers/(block|ata|scsi|nvme|virtio|net|usb|hid|input|char|md|mmc|message|hv|xen|misc|pci|cdrom|ptp|pps|dca|watchdog))/?'
-drop='^kernel/(net/(bluetooth|can|nfc|ieee802154|mac802154|ceph|sunrpc|rxrpc|9p|rds|atm|tipc|sctp|smc|phonet)|drivers/(usb/(gadget|serial|misc|image)|net/(can|wwan|ieee802154|hamradio|arcnet|fddi|plip|slip|appletalk|fjes)|input/(touchscreen|joystick|tablet|misc)|scsi/(fcoe|qla2xxx|qla4xxx|lpfc|bfa|be2iscsi|bnx2fc|bnx2i|cxgbi|csiostor|qedf|qedi|libfc|libfcoe|elx|smartpqi|mpi3mr|pm8001)|infiniband|media|gpu))/'
+# Paths as in modules.dep (kernel/...): a whitelist of what a container
+# server boots on, by class, and everything it depends on.
+#  - storage: virtio, AHCI/ATA, NVMe, USB and MMC/SD, the SCSI disk/CD layers
+#    and the HBAs of home servers (LSI/Broadcom, Adaptec, HP), md/dm;
+#  - NICs: virtual ones (virtio, Hyper-V, Xen, VMware, AWS, GCE), Intel,
+#    Realtek, Broadcom, Mellanox ConnectX, Aquantia, Atheros, Marvell sky2,
+#    Synopsys (stmmac), AMD; USB NICs; wifi for the firmware we ship (Intel
+#    iwlwifi, Realtek rtw88/rtw89) and Atheros ath9k, which needs none, plus
+#    mac80211_hwsim for tests;
+#  - the network stack with netfilter, bridge, veth, vxlan, macvlan, ipvlan,
+#    wireguard, bonding for Docker; the filesystems we use; crypto and lib;
+#    keyboards, the hypervisor drivers and watchdogs.
+keep='^kernel/(arch/x86/crypto|crypto|lib|net|fs/(btrfs|overlayfs|squashfs|fat|exfat|ext4|jbd2|isofs|fuse)|fs/mbcache\.ko|fs/nls/nls_(utf8|cp437|iso8859-1|ascii)\.ko|drivers/(block|ata|nvme|virtio|input|char|md|mmc|hv|xen|pci|cdrom|ptp|pps|dca|watchdog|misc|message/fusion)|drivers/scsi/(sd_mod|sr_mod|sg|ses|virtio_scsi|vmw_pvscsi|hv_storvsc|xen-scsifront|hpsa|raid_class|scsi_transport_sas|scsi_transport_spi)\.ko|drivers/scsi/(megaraid|mpt3sas|aacraid|device_handler)/|drivers/usb/(core|host|storage|common|class)/|drivers/hid/(hid|hid-generic)\.ko|drivers/hid/usbhid/|drivers/net/(phy|pcs|mdio|usb|hyperv|vxlan|wireguard|bonding|ipvlan|team)/|drivers/net/[^/]*\.ko|drivers/net/ethernet/(intel|realtek|mellanox/(mlx4|mlx5)|aquantia|atheros|amazon|google|marvell/sky2|stmicro|amd|broadcom/(tg3|bnx2|bnxt/))|drivers/net/wireless/(intel/iwlwifi|realtek/(rtw88|rtw89)|ath/ath9k|ath/ath\.ko|virtual/mac80211_hwsim))'
+drop='^kernel/(lib/test_|(net/(dccp|bluetooth|can|nfc|ieee802154|mac802154|ceph|sunrpc|rxrpc|9p|rds|atm|tipc|sctp|smc|phonet|batman-adv|openvswitch|l2tp|mpls|hsr|dsa|ax25|rose|netrom|x25|lapb|llc2|caif|qrtr|6lowpan|appletalk|nsh)|drivers/(md/(bcache|dm-vdo|md-cluster)|char/(ipmi|tpm/st33zp24)|net/ethernet/intel/(ice|idpf|iavf)|input/(touchscreen|joystick|tablet|misc)|xen/xen-[a-z]*back|block/(rbd|drbd|rnbd|aoe)|nvme/target|nvme/host/nvme-(rdma|fc)))/)'
 
 awk -F: -v keep="$keep" -v drop="$drop" '
   $1 ~ keep && $1 !~ drop { print $1; n = split($2, d, " "); for (i = 1; i <= n; i++) print d[i] }
@@ -20,5 +27,9 @@ awk -F: -v keep="$keep" -v drop="$drop" '
 find kernel -name '*.ko*' | sort | comm -23 - /tmp/keep.list | xargs rm -f
 find kernel -type d -empty -delete
 rm -f /tmp/keep.list
+# Stored uncompressed: squashfs compresses them better as a whole, and
+# loading skips a decompression per module.
+find kernel -name '*.ko.xz' -exec busybox xz -d {} +
+find kernel -name '*.ko.zst' -exec sh -c 'for f; do zstd -q -d --rm "$f"; done' sh {} +
 depmod "$kver"
 echo "prune-modules: kept $(find kernel -name '*.ko*' | wc -l) modules, $(du -sh kernel | cut -f1)"

@@ -9,7 +9,7 @@ pkgs=(
   grub-common mtools dosfstools cpio xz-utils kmod
   # tests: real disks and filesystems, QEMU
   btrfs-progs e2fsprogs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
-  iptables ca-certificates
+  iptables ca-certificates curl
   # wifi tests: an access point and a client on simulated radios
   hostapd wpasupplicant busybox-static
 )

@@ -38,6 +38,10 @@ const (
 	OverlayDir = RunDir + "/overlay"
 )
 
+// Versions lists what the image ships (Debian, kernel, the Docker stack), one
+// "name version" per line, written by rootfs/Dockerfile.
+const Versions = "/usr/share/lightwhale/versions"
+
 // OverlayDirs are the directories made writable over the immutable root.
 var OverlayDirs = []string{"/etc", "/var", "/home"}
 
@@ -56,6 +60,7 @@ var shell = []struct{ key, value string }{
 	{"RUN_DIR", RunDir},
 	{"MODE_FILE", ModeFile},
 	{"WARNINGS", Warnings},
+	{"VERSIONS", Versions},
 }
 
 // Shell returns KEY='value' lines that a POSIX shell can eval: every value

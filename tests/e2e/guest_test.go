@@ -257,14 +257,18 @@ const bbImage = "local/bb"
 
 // busyboxImageScript imports bbImage in the guest; page is served as
 // /index.html when no volume hides /www.
-func busyboxImageScript(page string) string {
+func busyboxImageScript(page string) string { return importBusyboxScript(bbImage, page) }
+
+// importBusyboxScript imports image in the guest from its static busybox,
+// every applet linked in /bin; page is /www/index.html.
+func importBusyboxScript(image, page string) string {
 	return `set -e
 d=$(mktemp -d)
-mkdir -p "$d/bin" "$d/www"
+mkdir -p "$d/bin" "$d/www" "$d/tmp"
 cp "$(readlink -f /bin/busybox)" "$d/bin/busybox"
-for a in sh httpd cat ls; do ln -s busybox "$d/bin/$a"; done
+for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$d/bin/$a"; done
 echo ` + vm.ShellQuote(page) + ` >"$d/www/index.html"
-tar -C "$d" -c . | docker import -c 'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]' - ` + bbImage + ` >/dev/null
+tar -C "$d" -c . | docker import -c 'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]' - ` + image + ` >/dev/null
 rm -rf "$d"`
 }
 

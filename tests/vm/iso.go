@@ -201,7 +201,7 @@ var componentOrder = []string{CompKernel, CompModules, CompFirmware, CompDockerd
 // componentByName maps the Docker engine's files, wherever Debian or the
 // build puts them, to their component.
 var componentByName = map[string]string{
-	"dockerd": CompDockerd, "docker-proxy": CompDockerd, "docker-init": CompDockerd,
+	"dockerd": CompDockerd, "docker-proxy": CompDockerd, "docker-init": CompDockerd, "tini-static": CompDockerd,
 	"containerd": CompContainerd, "containerd-shim-runc-v2": CompContainerd, "ctr": CompContainerd,
 	"runc":           CompRunc,
 	"docker":         CompCLI,

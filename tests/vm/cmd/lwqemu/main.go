@@ -5,6 +5,7 @@
 //	lwqemu -iso ISO [-disks N] [-mem MiB] [-ssh PORT] [-http PORT]
 //	lwqemu -check [-disks N] [-mem MiB]   validate, then exit
 //	lwqemu -accel -iso ISO                print kvm or tcg
+//	lwqemu -size -iso ISO                 print the ISO's bytes by component
 //
 // LIGHTWHALE_ACCEL=kvm|tcg overrides the probe.
 package main
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"text/tabwriter"
 
 	"lightwhale/tests/vm"
 )
@@ -38,6 +40,7 @@ type request struct {
 	memMiB           int
 	sshPort, httpPrt int
 	check, accelOnly bool
+	size             bool
 	override         string // LIGHTWHALE_ACCEL
 }
 
@@ -55,6 +58,7 @@ func parse(args []string, accelEnv string) (request, error) {
 	fs.IntVar(&r.httpPrt, "http", 10080, "host port forwarded to guest port 80")
 	fs.BoolVar(&r.check, "check", false, "validate the request and exit")
 	fs.BoolVar(&r.accelOnly, "accel", false, "print the accelerator and exit")
+	fs.BoolVar(&r.size, "size", false, "print the ISO's bytes by component and exit")
 	if err := fs.Parse(args); err != nil {
 		return r, err
 	}
@@ -95,6 +99,12 @@ func main() {
 	}
 	if _, err := os.Stat(r.iso); err != nil {
 		fail(err)
+	}
+	if r.size {
+		if err := printSize(os.Stdout, r.iso); err != nil {
+			fail(err)
+		}
+		return
 	}
 	build := filepath.Dir(r.iso)
 	d, err := decide(r.iso, r.override, build)
@@ -148,3 +158,25 @@ func fail(err error) {
 	fmt.Fprintf(os.Stderr, "lwqemu: %v\n", err)
 	os.Exit(2)
 }
+
+// printSize prints the ISO's bytes by component, as make bench reports
+// them (vm.ISOBreakdown), from the build tree beside the ISO.
+func printSize(w io.Writer, iso string) error {
+	st, err := os.Stat(iso)
+	if err != nil {
+		return err
+	}
+	comps, err := vm.ISOBreakdown(iso)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "component\tin ISO\tshare\traw")
+	for _, c := range comps {
+		fmt.Fprintf(tw, "%s\t%.1f MiB\t%.1f%%\t%.1f MiB\n", c.Name, mb(c.ISOBytes), 100*float64(c.ISOBytes)/float64(st.Size()), mb(c.RawBytes))
+	}
+	fmt.Fprintf(tw, "ISO\t%.1f MiB\t\t\n", mb(st.Size()))
+	return tw.Flush()
+}
+
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
