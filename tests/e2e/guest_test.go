@@ -79,7 +79,7 @@ func (g *guest) waitUp(within time.Duration) error {
 	return nil
 }
 
-// shared is one volatile BIOS guest booted once per test binary, Docker up,
+// shared is one volatile UEFI guest booted once per test binary, Docker up,
 // for checks that need no fresh boot (see sharedGuest).
 var shared struct {
 	once   sync.Once
@@ -96,7 +96,8 @@ var shared struct {
 func sharedGuest(t *testing.T) *guest {
 	t.Helper()
 	iso := requireISO(t)
-	cfg := vm.Config{ISO: iso, Name: "shared-volatile"}
+	// UEFI: the shared guest is also scenario 2's (TestUEFI).
+	cfg := vm.Config{ISO: iso, Name: "shared-volatile", Firmware: vm.UEFI}
 	shared.once.Do(func() {
 		if cfg.LogDir = os.Getenv("LIGHTWHALE_TEST_LOGS"); cfg.LogDir == "" {
 			if cfg.LogDir, shared.err = os.MkdirTemp("", "lw-shared-"); shared.err != nil {
