@@ -243,3 +243,28 @@ func TestFirmwareByCustomDockerfile(t *testing.T) {
 		t.Fatalf("the custom image lacks the added bnx2 firmware or ours:\n%s", out)
 	}
 }
+
+// A suite the mirror does not have, or a name that is no suite, stops the
+// build before anything is built, with one line naming it.
+func TestBuildRefusesUnknownSuite(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed (scripts/deps.sh installs it)")
+	}
+	if err := exec.Command("curl", "-fsS", "-o", "/dev/null", "http://deb.debian.org/debian/dists/trixie/InRelease").Run(); err != nil {
+		t.Skipf("the Debian mirror does not answer: %v", err)
+	}
+	for _, suite := range []string{"no-such-suite", "trixie;echo"} {
+		out := filepath.Join(t.TempDir(), "out.iso")
+		cmd := exec.Command("../../iso/build.sh", "0.0.0", "/nonexistent-binary", out)
+		cmd.Env = append(os.Environ(), "SUITE="+suite)
+		msg, err := cmd.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(msg)), "\n")
+		if err == nil || len(lines) != 1 || !strings.Contains(lines[0], suite) {
+			t.Errorf("SUITE=%q: err %v, output %q; want one line naming it", suite, err, msg)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("SUITE=%q: an ISO was written", suite)
+		}
+	}
+}
