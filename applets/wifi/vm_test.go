@@ -243,8 +243,10 @@ func writeVMInitramfs(path, bin, modDir string) error {
 			}
 		}
 	}
+	// Newer kernels build some in (6.12: ctr).
+	builtin, _ := os.ReadFile(filepath.Join(modDir, "modules.builtin"))
 	for _, name := range vmModules {
-		found := false
+		found := strings.Contains("\n"+string(builtin), "/"+name+".ko\n")
 		for p := range deps {
 			if b := filepath.Base(p); b == name+".ko" || strings.HasPrefix(b, name+".ko.") {
 				visit(p)
