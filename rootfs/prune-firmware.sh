@@ -11,7 +11,6 @@ cd /usr/lib/firmware
 
 # Decompress first, so names compare without suffixes.
 find . -name "*.xz" -exec busybox xz -d {} +
-find . -name '*.zst' -exec sh -c 'for f; do zstd -q -d --rm "$f"; done' sh {} + 2>/dev/null || true
 
 # iwlwifi-<family>-<api>.ucode: keep the highest <api> per <family>.
 ls iwlwifi-*.ucode 2>/dev/null | sed -n 's/^\(.*\)-\([0-9]\{1,\}\)\.ucode$/\1 \2 &/p' |

@@ -30,6 +30,5 @@ rm -f /tmp/keep.list
 # Stored uncompressed: squashfs compresses them better as a whole, and
 # loading skips a decompression per module.
 find kernel -name '*.ko.xz' -exec busybox xz -d {} +
-find kernel -name '*.ko.zst' -exec sh -c 'for f; do zstd -q -d --rm "$f"; done' sh {} +
 depmod "$kver"
 echo "prune-modules: kept $(find kernel -name '*.ko*' | wc -l) modules, $(du -sh kernel | cut -f1)"
