@@ -42,7 +42,10 @@ func (a Accel) args() ([]string, error) {
 		return []string{"-accel", "kvm", "-cpu", "host"}, nil
 	case TCG:
 		// "max" exposes the instructions Debian's userland may probe for.
-		return []string{"-accel", "tcg", "-cpu", "max"}, nil
+		// One TCG thread for all vCPUs: with a thread per vCPU, a vCPU can
+		// run stale code while another patches the kernel's text (6.12
+		// under QEMU 7.2 died with "Oops: int3" in a jump label during boot).
+		return []string{"-accel", "tcg,thread=single", "-cpu", "max"}, nil
 	}
 	return nil, fmt.Errorf("accelerator %q: want %q or %q", string(a), KVM, TCG)
 }
