@@ -24,7 +24,11 @@ have "$mirror/debian" "$suite-updates" && sources="$sources $suite-updates"
 have "$mirror/debian-security" "$suite-security" && security=$suite-security
 if ! docker image inspect "debian:$suite-slim" >/dev/null 2>&1; then
   step "making debian:$suite-slim with mmdebstrap"
-  mmdebstrap --quiet --variant=minbase "$suite" - | docker import - "debian:$suite-slim"
+  # Through a file: a failed mmdebstrap piped to docker import would leave
+  # an empty image under the tag that every later build reuses.
+  mmdebstrap --quiet --variant=minbase "$suite" "$build/base-$suite.tar"
+  docker import "$build/base-$suite.tar" "debian:$suite-slim"
+  rm -f "$build/base-$suite.tar"
 fi
 
 # 3. The root filesystem image.

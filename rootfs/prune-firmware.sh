@@ -23,11 +23,9 @@ ls rtw89/*_fw*.bin 2>/dev/null | sed -n 's/^\(.*_fw\)\(-\([0-9]\{1,\}\)\)\{0,1\}
 rm -f rtw88/*_wow_*
 
 # Only what the list above names: no Bluetooth (intel/ibt, rtl_bt), no
-# older Realtek wifi, nothing else the packages carry.
+# older Realtek wifi, no licence texts, nothing else the packages carry;
+# then no links left pointing at what went.
 find . -mindepth 1 -maxdepth 1 ! -name 'iwlwifi-*' ! -name rtl_nic ! -name rtw88 ! -name rtw89 -exec rm -rf {} +
-
-# Nothing the kernel loads: licences, notes, broken links.
-rm -f LICENCE* LICENSE* WHENCE* *.txt
 find . -xtype l -delete
 find . -type d -empty -delete
 echo "prune-firmware: kept $(find . -type f | wc -l) files, $(du -sh . | cut -f1)"
