@@ -10,6 +10,7 @@ import (
 	"lightwhale/applets/provision"
 	"lightwhale/applets/stage1"
 	"lightwhale/applets/wifi"
+	"lightwhale/internal/bootsec"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/version"
@@ -29,16 +30,18 @@ func init() {
 			fmt.Fprint(s.Out, paths.Shell())
 			return 0
 		}},
-		{Name: "version", Summary: "print the Lightwhale version, then the versions it ships (Debian, kernel, Docker stack)", Main: printVersion},
+		{Name: "version", Summary: "print the Lightwhale version, then the versions it ships (Debian, kernel, Docker stack, shim, GRUB) and how it booted (Secure Boot, lockdown)", Main: printVersion},
 	}
 }
 
 // printVersion prints our version, then the image's list of shipped
-// versions; outside the image (no list) only the first line.
+// versions and how this machine booted (firmware, Secure Boot, lockdown);
+// outside the image (no list) only the first line.
 func printVersion(_ []string, s cli.IO) int {
 	fmt.Fprintln(s.Out, "lightwhale", version.Version)
 	if b, err := os.ReadFile(paths.Versions); err == nil {
 		s.Out.Write(b)
+		fmt.Fprintln(s.Out, "boot:", bootsec.Read("/sys"))
 	}
 	return 0
 }

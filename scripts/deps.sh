@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   # build
   docker.io mmdebstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin
-  grub-common mtools dosfstools cpio xz-utils kmod
+  grub-common mtools dosfstools cpio xz-utils kmod sbsigntool
   # tests: real disks and filesystems, QEMU
   btrfs-progs e2fsprogs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
   iptables ca-certificates curl

@@ -38,6 +38,7 @@ func TestVolatileBIOS(t *testing.T) {
 		wantEqual(t, "filesystem at "+dir, g.mountFS(dir), "overlay")
 	}
 	wantMatch(t, "/etc/lightwhale-release", g.run("cat /etc/lightwhale-release"), `\d+\.\d+`)
+	wantEqual(t, "boot line of lightwhale version", g.run("lightwhale version | sed -n 's/^boot: //p'"), "BIOS, no Secure Boot, lockdown none")
 
 	checkDockerServes(t, g, "volatile-bios-page")
 
@@ -83,6 +84,7 @@ func TestUEFI(t *testing.T) {
 	g := sharedGuest(t)
 	// Only a kernel booted by UEFI firmware has /sys/firmware/efi.
 	g.run("test -d /sys/firmware/efi")
+	wantEqual(t, "boot line of lightwhale version", g.run("lightwhale version | sed -n 's/^boot: //p'"), "UEFI, Secure Boot off, lockdown none")
 	wantEqual(t, "mode", g.mode(), "volatile")
 	defer g.try("docker rm -f web >/dev/null 2>&1")
 	checkDockerServes(t, g, "uefi-page")

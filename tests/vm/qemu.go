@@ -30,11 +30,18 @@ const (
 	BIOS Firmware = iota
 	// UEFI is OVMF.
 	UEFI
+	// SecureBoot is OVMF with Microsoft's keys enrolled and Secure Boot
+	// enforced, as on a stock PC: q35 with SMM, so that the guest cannot
+	// write the variable store around the firmware.
+	SecureBoot
 )
 
 func (f Firmware) String() string {
-	if f == UEFI {
+	switch f {
+	case UEFI:
 		return "uefi"
+	case SecureBoot:
+		return "uefi-secureboot"
 	}
 	return "bios"
 }
@@ -115,6 +122,17 @@ type Config struct {
 
 // OVMFPath is the UEFI firmware image Debian's ovmf package installs.
 const OVMFPath = "/usr/share/ovmf/OVMF.fd"
+
+// The Secure Boot firmware of Debian's ovmf package: code, and the variable
+// store template with Microsoft's keys enrolled and Secure Boot on. Each
+// machine writes its own copy of the store, OVMFVars(runDir).
+const (
+	OVMFSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
+	OVMFSecureVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
+
+// OVMFVars is the variable store of the machine using runDir.
+func OVMFVars(runDir string) string { return filepath.Join(runDir, "OVMF_VARS.fd") }
 
 // Machine is a running QEMU process. QEMU keeps running across guest
 // reboots; it exits when the guest powers off.
@@ -211,11 +229,20 @@ func (c Config) Args(h Host) ([]string, error) {
 		a = append(a, "-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev=con,mode=readline")
 	}
 	a = append(a, accel...)
-	if c.Firmware == UEFI {
+	switch c.Firmware {
+	case UEFI:
 		if _, err := os.Stat(OVMFPath); err != nil {
 			return nil, fmt.Errorf("uefi firmware: %w (apt-get install ovmf)", err)
 		}
 		a = append(a, "-bios", OVMFPath)
+	case SecureBoot:
+		if _, err := os.Stat(OVMFSecureCode); err != nil {
+			return nil, fmt.Errorf("secure boot firmware: %w (apt-get install ovmf)", err)
+		}
+		a = append(a, "-machine", "q35,smm=on",
+			"-global", "driver=cfi.pflash01,property=secure,value=on",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(OVMFSecureCode),
+			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(OVMFVars(h.RunDir)))
 	}
 	if c.RTCBase != "" {
 		a = append(a, "-rtc", "base="+c.RTCBase)
@@ -480,6 +507,13 @@ func startOnce(cfg Config, serial string) (*Machine, error) {
 		return nil, err
 	}
 	h := Host{Serial: serial, SSHPort: sshPort, HTTPPort: httpPort, RunDir: runDir, Accel: accel}
+	if cfg.Firmware == SecureBoot {
+		// The firmware writes its variables: a fresh copy per machine.
+		if err := copyFile(OVMFSecureVars, OVMFVars(runDir)); err != nil {
+			os.RemoveAll(runDir)
+			return nil, fmt.Errorf("secure boot variables: %w (apt-get install ovmf)", err)
+		}
+	}
 	args, err := cfg.Args(h)
 	if err != nil {
 		os.RemoveAll(runDir)
@@ -636,4 +670,13 @@ func firstLine(s string) string {
 		return strings.TrimSpace(s[:i])
 	}
 	return strings.TrimSpace(s)
+}
+
+// copyFile copies src to a new file dst (mode 0600).
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
 }
