@@ -91,3 +91,65 @@ func TestSecureBootRefusesUnsignedKernel(t *testing.T) {
 	}
 	_ = os.Remove(unsigned)
 }
+
+// The build's signature check (iso/check-signed.sh, run by iso/build.sh
+// before packing) passes the ISO's own kernel and modules, and stops with
+// one line naming a module without its signature or a kernel stripped of
+// its signature.
+func TestBuildRefusesUnsigned(t *testing.T) {
+	t.Parallel()
+	iso := requireISO(t)
+	if _, err := exec.LookPath("sbattach"); err != nil {
+		t.Skip("sbattach not found (scripts/deps.sh installs sbsigntool)")
+	}
+	dir := t.TempDir()
+	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
+	for f, dst := range map[string]string{"/boot/vmlinuz": kernel, "/boot/initrd.img": initrd} {
+		if err := vm.ExtractFromISO(iso, f, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := vm.InitramfsEntries(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := filepath.Join(dir, "modules")
+	if err := os.Mkdir(mods, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var module []byte
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name, ".ko") {
+			module = e.Data
+			break
+		}
+	}
+	if module == nil {
+		t.Fatal("the initramfs holds no .ko module")
+	}
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(mods, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func() (string, error) {
+		out, err := exec.Command("../../iso/check-signed.sh", mods, kernel).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+
+	write("signed.ko", module)
+	if out, err := check(); err != nil {
+		t.Fatalf("the ISO's own kernel and module were refused: %v: %s", err, out)
+	}
+	write("stripped.ko", module[:len(module)-28])
+	if out, err := check(); err == nil || strings.Contains(out, "\n") || !strings.Contains(out, "stripped.ko") || strings.Contains(out, "signed.ko ") {
+		t.Errorf("a module without its signature: err %v, output %q; want one line naming stripped.ko only", err, out)
+	}
+	os.Remove(filepath.Join(mods, "stripped.ko"))
+	if out, err := exec.Command("sbattach", "--remove", kernel).CombinedOutput(); err != nil {
+		t.Fatalf("sbattach --remove: %v: %s", err, out)
+	}
+	if out, err := check(); err == nil || strings.Contains(out, "\n") || !strings.Contains(out, "vmlinuz") {
+		t.Errorf("a kernel without its signature: err %v, output %q; want one line naming vmlinuz", err, out)
+	}
+}
