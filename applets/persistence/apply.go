@@ -3,6 +3,7 @@ package persistence
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -23,7 +24,11 @@ type applier struct {
 }
 
 func newApplier(h host.Host, out, errw io.Writer) *applier {
-	return &applier{env: env{h: h, held: map[string]func() error{}}, out: out, err: errw}
+	self, err := os.Executable()
+	if err != nil {
+		self = "/usr/bin/lightwhale"
+	}
+	return &applier{env: env{h: h, held: map[string]func() error{}, self: self}, out: out, err: errw}
 }
 
 // run applies every step; it returns the exit code. A fatal step that fails
@@ -48,6 +53,11 @@ func (a *applier) run(plan *Plan) int {
 		note, err := s.Apply(&a.env)
 		if err != nil {
 			a.loud(fmt.Sprintf("step %d failed: %s: %v", i+1, firstLine(s.String()), err))
+			if plan.Online {
+				// The data filesystem stays mounted as it is; what was
+				// done is safe to repeat, so the user can run it again.
+				return 1
+			}
 			if s.Fatal() {
 				return a.fallbackVolatile()
 			}

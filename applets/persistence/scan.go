@@ -59,6 +59,7 @@ func scanDisk(h host.Host, dev host.Device) (*Disk, error) {
 	d.Magic = probe.HasMagic(head)
 	d.BootMedium = probe.IsBootMedium(head)
 	d.Btrfs = probe.ParseBtrfs(head)
+	d.Leftover = probe.Leftover(head, dev.SectorSize)
 	d.Busy = h.Busy(dev)
 	tb := uint64(gpt.TailBytes(dev.SectorSize))
 	var tail []byte
