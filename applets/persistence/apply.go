@@ -69,6 +69,10 @@ func (a *applier) run(plan *Plan) int {
 		}
 		fmt.Fprintf(a.out, "%s: %s%s [%.2fs]\n", Name, firstLine(s.String()), note, time.Since(t).Seconds())
 	}
+	if plan.Online {
+		fmt.Fprintf(a.out, "%s: done in %.2fs\n", Name, time.Since(began).Seconds())
+		return code
+	}
 	fmt.Fprintf(a.out, "%s: mode %s, ready in %.2fs\n", Name, plan.Mode, time.Since(began).Seconds())
 	return code
 }

@@ -147,8 +147,14 @@ func (d *loopDisk) sum() [32]byte {
 		d.t.Fatal(err)
 	}
 	defer f.Close()
+	// Only the content counts: each non-zero 4 KiB block with its offset.
+	// Where the file's data extents lie is no part of it (writeback can
+	// move their boundaries while the bytes stay the same), and a zero
+	// block reads the same as a hole.
 	h := sha256.New()
 	fd := int(f.Fd())
+	block := make([]byte, 4096)
+	zero := make([]byte, 4096)
 	var off int64
 	for {
 		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
@@ -159,9 +165,15 @@ func (d *loopDisk) sum() [32]byte {
 		if err != nil {
 			d.t.Fatal(err)
 		}
-		fmt.Fprintf(h, "@%d:", start)
-		if _, err := io.Copy(h, io.NewSectionReader(f, start, end-start)); err != nil {
-			d.t.Fatal(err)
+		for at := start / 4096 * 4096; at < end; at += 4096 {
+			n, err := f.ReadAt(block, at)
+			if err != nil && err != io.EOF {
+				d.t.Fatal(err)
+			}
+			if !bytes.Equal(block[:n], zero[:n]) {
+				fmt.Fprintf(h, "@%d:", at)
+				h.Write(block[:n])
+			}
 		}
 		off = end
 	}
@@ -243,6 +255,10 @@ func (ns *namespace) close() {
 	}
 	// Swap is global, not per namespace.
 	ns.sh("for s in $(awk 'NR>1 && $1 ~ /loop/ {print $1}' /proc/swaps); do swapoff $s; done")
+	// The background follower of a rebuild (setup-persistence restore
+	// --wait) would keep the namespace, and its mounts, alive: end it by
+	// the pid it recorded in this namespace's own run directory.
+	ns.sh("pid=$(cat " + paths.RestoreLock + " 2>/dev/null) && [ -n \"$pid\" ] && kill $pid 2>/dev/null; true")
 	ns.cmd.Process.Kill()
 	ns.cmd.Wait()
 	ns.cmd = nil

@@ -108,49 +108,60 @@ type restoreStep struct {
 }
 
 func (s restoreStep) String() string {
+	if s.Devices == 0 {
+		return "restore the profiles the device count calls for (balance in the background; never a second one)"
+	}
 	d, m := btrfs.Profile(s.Devices)
 	return fmt.Sprintf("restore profiles data %s, metadata %s (balance, in the background, once no replace runs)", d, m)
 }
 
 func (restoreStep) Apply(e *env) (string, error) {
-	note, running, err := restore(e, false)
-	if err != nil || !running {
-		return note, err
+	r, err := restore(e, false)
+	if err != nil || !r.running {
+		return r.note, err
 	}
 	if err := e.h.WriteFile(paths.ModeFile, []byte("rebuilding\n"), 0o644); err != nil {
-		return note, err
+		return r.note, err
 	}
 	if err := e.h.Start(e.self, Name, "restore", "--wait"); err != nil {
-		return note, err
+		return r.note, err
 	}
-	return note + "; followed in the background (setup-persistence status)", nil
+	return r.note + "; followed in the background (setup-persistence status)", nil
 }
 
-// restore looks at the filesystem once and starts the balance it needs
-// (unless started is set: then a balance already ran and failed, which is
-// an error). running tells whether work is left in progress.
-func restore(e *env, started bool) (note string, running bool, err error) {
+// restored is what one look at the filesystem found and did.
+type restored struct {
+	note     string
+	running  bool // a replace or balance is in progress
+	started  bool // this look started the balance
+	degraded bool // members are still missing
+}
+
+// restore looks at the filesystem once and starts the balance it needs.
+// balanced says a balance this process started has already ended: if the
+// profiles are still wrong, it failed, which is an error (not a loop).
+func restore(e *env, balanced bool) (restored, error) {
 	st, err := btrfs.ReadState(e.h, paths.DataDir)
 	if err != nil {
-		return "", false, err
+		return restored{}, err
 	}
 	data, meta := btrfs.Profile(len(st.Devices))
 	switch {
 	case st.Replacing:
-		return "a replace is running: the balance follows when it ends", true, nil
+		return restored{note: "a replace is running: the balance follows when it ends", running: true}, nil
 	case st.Balancing:
-		return "a balance is running (btrfs resumes one after a reboot): not starting a second", true, nil
+		return restored{note: "a balance is running (btrfs resumes one after a reboot): not starting a second", running: true}, nil
 	case len(st.Missing()) > 0:
-		return "degraded: profiles are restored once the missing member is replaced", false, nil
+		return restored{note: "degraded: profiles are restored once the missing member is replaced", degraded: true}, nil
 	case allAre(st.Data, data) && allAre(st.Metadata, meta):
-		return "profiles already " + describeProfiles(st.Data, st.Metadata), false, nil
-	case started:
-		return "", false, fmt.Errorf("the balance ended, but the profiles are %s, not data %s, metadata %s: see dmesg", describeProfiles(st.Data, st.Metadata), data, meta)
+		return restored{note: "profiles already " + describeProfiles(st.Data, st.Metadata)}, nil
+	case balanced:
+		return restored{}, fmt.Errorf("the balance ended, but the profiles are %s, not data %s, metadata %s: see dmesg", describeProfiles(st.Data, st.Metadata), data, meta)
 	}
 	if err := btrfs.Convert(e.h, paths.DataDir, data, meta); err != nil {
-		return "", false, err
+		return restored{}, err
 	}
-	return fmt.Sprintf("balance to data %s, metadata %s started", data, meta), true, nil
+	return restored{note: fmt.Sprintf("balance to data %s, metadata %s started", data, meta), running: true, started: true}, nil
 }
 
 func allAre(have []string, want string) bool {

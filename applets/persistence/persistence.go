@@ -56,6 +56,9 @@ const (
 const usage = `[start] [--dry-run] [--devices /dev/a,/dev/b] [--wait 10s]
        setup-persistence status [--devices /dev/a,/dev/b]
        setup-persistence enable [--yes] [--force] /dev/sdX
+       setup-persistence add [--dry-run] /dev/sdX...
+       setup-persistence remove [--dry-run] /dev/sdX
+       setup-persistence restore [--wait]
        S11persistence start|stop`
 
 const about = `Finds the data filesystem (btrfs labelled lightwhale-data) and mounts it at
@@ -66,7 +69,14 @@ with neither, mounts a tmpfs there (volatile). Then overlays /etc, /var and
 is missing. A disk without the header is never written.
 
   status       mode, devices, profile, space, overlays, swap, Docker root
-  enable DEV   write the consent header to a whole disk (then reboot)`
+  enable DEV   write the consent header to a whole disk (then reboot, or add it)
+  add DEV...   join disks with the header to the mounted data filesystem:
+               a missing RAID1 member is rebuilt on it, else it adds room
+  remove DEV   move a member's data to the other disks and drop it
+  restore      bring the profiles to what the device count calls for
+
+At boot, a disk with the header found beside an existing data filesystem
+joins it as add would.`
 
 // Main is setup-persistence: a subcommand, start when there is none.
 func Main(args []string, stdio cli.IO) int {
@@ -101,8 +111,14 @@ func subcommand(cmd string, args []string, stdio cli.IO) int {
 		return statusCmd(h, args, stdio)
 	case "enable":
 		return enableCmd(h, args, stdio)
+	case "add":
+		return addCmd(h, args, stdio)
+	case "remove":
+		return removeCmd(h, args, stdio)
+	case "restore":
+		return restoreCmd(h, args, stdio)
 	}
-	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable)\n", Name, cmd)
+	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable, add, remove, restore)\n", Name, cmd)
 	return 2
 }
 
@@ -171,7 +187,12 @@ func startCmd(h host.Host, args []string, stdio cli.IO) int {
 	a := newApplier(h, stdio.Out, stdio.Err)
 	a.crashAfter = *crashAfter
 	a.crash = func() { unix.Kill(os.Getpid(), unix.SIGKILL) }
-	return a.run(plan)
+	code := a.run(plan)
+	a.crashAfter = 0
+	if plan.Mode == "persistent" || plan.Mode == "degraded" {
+		code = max(code, a.joinAtBoot(only))
+	}
+	return code
 }
 
 // defaultWait reads lightwhale.wait=SECONDS from the kernel command line.

@@ -35,6 +35,12 @@ const (
 	Warnings   = RunDir + "/warnings" // what the console said loudly, for status and motd
 	LockFile   = RunDir + "/lock"
 	ClaimDir   = RunDir + "/claim" // where a new filesystem is mounted while claimed
+	// RestoreLock is held (and holds the pid) of the background process
+	// that follows a rebuild to its end: one at a time.
+	RestoreLock = RunDir + "/restore.lock"
+	// Progress holds, per long operation, when it was first seen and how
+	// far it was then: the base of the time-left estimate.
+	Progress   = RunDir + "/progress"
 	OverlayDir = RunDir + "/overlay"
 )
 
