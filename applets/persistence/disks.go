@@ -187,6 +187,10 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 	if code, done := cli.Parse(fs, args); done {
 		return code
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stdio.Err, "%s: unexpected argument %q\n", Name, fs.Arg(0))
+		return 2
+	}
 	if m, ok := host.MountedAt(h, paths.DataDir); !ok || m.FSType != "btrfs" {
 		return cli.Fail(stdio, Name, fmt.Errorf("no data filesystem is mounted at %s", paths.DataDir))
 	}

@@ -8,6 +8,7 @@ package persistence
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,10 @@ func TestBootReplacesMissingMember(t *testing.T) {
 	}
 	st, _ := ns.lw("setup-persistence", "status")
 	t.Logf("status while rebuilding:\n%s", st)
+	// Unless the rebuild has already ended, status shows its progress.
+	if strings.Contains(st, "REBUILDING") && !regexp.MustCompile(`rebuild: +(replace|balance) [0-9.]+% done`).MatchString(st) {
+		t.Errorf("status while rebuilding shows no progress:\n%s", st)
+	}
 	ns.waitRebuilt(t, 5*time.Minute)
 	t.Logf("rebuilt in %s", time.Since(began).Round(time.Millisecond))
 	if s := ns.state(t); len(s.Missing()) != 0 || len(s.Devices) != 2 {
@@ -233,6 +238,12 @@ func TestAddThirdThenRemove(t *testing.T) {
 func TestAddRefusesBadInput(t *testing.T) {
 	needRoot(t)
 	a := newDisk(t, 1<<10, 512, header)
+	// Volatile: there is nothing to join.
+	vol := newNamespace(t)
+	if out, code := vol.lw("setup-persistence", "add", a.dev); code != 1 || !strings.Contains(out, "volatile mode") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("add while volatile: exit %d, %q (want one line)", code, out)
+	}
+	vol.close()
 	ns := newNamespace(t)
 	ns.mustStart(a)
 	ns.fill(t, "/home/data", 4, 100) // 400 MiB: more than the small disk holds

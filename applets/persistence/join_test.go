@@ -1,17 +1,21 @@
 package persistence
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"lightwhale/internal/btrfs"
+	"lightwhale/internal/cli"
 	"lightwhale/internal/golden"
 	"lightwhale/internal/gpt"
 	"lightwhale/internal/host"
+	"lightwhale/internal/host/hostfake"
 	"lightwhale/internal/paths"
 )
 
@@ -270,4 +274,55 @@ func TestJoinPlanText(t *testing.T) {
 	b.WriteString("# remove from three disks\n")
 	b.WriteString(PlanRemove([]*Disk{memberDisk("sda", 1, 3), memberDisk("sdb", 2, 3), memberDisk("sdc", 3, 3)}, fsState(3, nil, "raid1", "raid1c3", 1), "/dev/sdc").String())
 	golden.Check(t, filepath.Join("testdata", "join-plans.golden"), b.String())
+}
+
+// The time left is extrapolated from the first sight of the operation.
+func TestEstimate(t *testing.T) {
+	h := hostfake.New(t.TempDir())
+	t0 := time.Unix(1_000_000, 0)
+	if got := estimate(h, "replace", 10, t0); got != "" {
+		t.Errorf("first look: %q, want no estimate yet", got)
+	}
+	// 10 % -> 40 % in 60 s: 0.5 %/s, 60 % left: 2 minutes.
+	if got := estimate(h, "replace", 40, t0.Add(time.Minute)); got != "about 2m0s left" {
+		t.Errorf("estimate %q", got)
+	}
+	// Slower since: 30 % in 120 s, 60 % left: 4 minutes.
+	if got := estimate(h, "replace", 40, t0.Add(2*time.Minute)); got != "about 4m0s left" {
+		t.Errorf("estimate %q", got)
+	}
+	if got := estimate(h, "replace", 10, t0.Add(3*time.Minute)); got != "" {
+		t.Errorf("no progress since the first look: %q", got)
+	}
+	resetBaseline(h, "replace")
+	if got := estimate(h, "replace", 50, t0.Add(3*time.Minute)); got != "" {
+		t.Errorf("after a reset: %q, want a new first look", got)
+	}
+}
+
+// add and remove check their operands before touching anything.
+func TestJoinCommandLine(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"add"}, 2, "add needs at least one whole disk"},
+		{[]string{"add", "--force", "/dev/x"}, 2, "flag provided but not defined: -force"},
+		{[]string{"remove"}, 2, "remove needs exactly one whole disk"},
+		{[]string{"remove", "/dev/x", "/dev/y"}, 2, "remove needs exactly one whole disk"},
+		{[]string{"restore", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"restore", "extra"}, 2, `unexpected argument "extra"`},
+	} {
+		var o, e bytes.Buffer
+		if code := Main(tt.args, cli.IO{In: strings.NewReader(""), Out: &o, Err: &e}); code != tt.code {
+			t.Errorf("%v: exit %d, want %d", tt.args, code, tt.code)
+		}
+		if !strings.Contains(e.String(), tt.want) || strings.Count(strings.TrimSpace(e.String()), "\n") > 0 && tt.code != 2 {
+			t.Errorf("%v: stderr %q, want %q", tt.args, e.String(), tt.want)
+		}
+		if o.Len() != 0 {
+			t.Errorf("%v: stdout %q", tt.args, o.String())
+		}
+	}
 }
