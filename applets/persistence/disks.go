@@ -88,7 +88,12 @@ func onMounted(h host.Host, stdio cli.IO, devs []string, dryRun bool, plan func(
 		return cli.Fail(stdio, Name, fmt.Errorf("no data filesystem is mounted at %s (volatile mode): to make one, write the header with setup-persistence enable DEV and reboot", paths.DataDir))
 	}
 	var disks []*Disk
+	seen := map[string]bool{}
 	for _, path := range devs {
+		if seen[path] {
+			continue
+		}
+		seen[path] = true
 		d, err := scanNamed(h, path)
 		if err != nil {
 			return cli.Fail(stdio, Name, err)

@@ -317,6 +317,19 @@ func TestAddRefusesBadInput(t *testing.T) {
 		t.Errorf("the filesystem's devices changed: %+v", st.Devices)
 	}
 	ns.sh("umount /tmp/lw-m")
+
+	// The remedy the refusal names: enable --force erases what is under the
+	// header; then the disk joins.
+	if out, code := ns.lw("setup-persistence", "enable", "--yes", "--force", extHeader.dev); code != 0 {
+		t.Fatalf("enable --force over the header: exit %d: %s", code, out)
+	}
+	if out, code := ns.lw("setup-persistence", "add", extHeader.dev, extHeader.dev); code != 0 {
+		t.Fatalf("add after enable --force: exit %d:\n%s", code, out)
+	}
+	ns.waitRebuilt(t, 2*time.Minute)
+	if st := ns.state(t); len(st.Devices) != 2 {
+		t.Errorf("after the join: %+v", st.Devices)
+	}
 }
 
 // A reboot in the middle of a rebuild: btrfs resumes the replace at mount;
