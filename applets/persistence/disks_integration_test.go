@@ -131,21 +131,9 @@ func TestAddSingleToRAID1(t *testing.T) {
 // finds no error, and the next boot is a normal RAID1 one.
 func TestBootReplacesMissingMember(t *testing.T) {
 	needRoot(t)
-	a := newDisk(t, 2<<10, 512, header)
-	b := newDisk(t, 2<<10, 512, header)
-	ns := newNamespace(t)
-	ns.mustStart(a, b)
-	sums := ns.fill(t, "/home/data", 20, 10) // 200 MiB
-	ns.close()
-
-	b.detach()
-	exec.Command("btrfs", "device", "scan", "--forget").Run()
-	a.reboot(true)
-	c := newDisk(t, 2<<10, 512, header)
-	ns = newNamespace(t)
 	began := time.Now()
-	out := ns.mustStart(a, c)
-	t.Logf("boot with a new disk [%s]:\n%s", time.Since(began).Round(time.Millisecond), out)
+	a, c, ns, sums, out := bootDegradedWithNewDisk(t, 20) // 200 MiB
+	t.Logf("boot with a new disk:\n%s", out)
 	if !strings.Contains(out, "btrfs replace start 2 "+c.dev+"p2") {
 		t.Fatalf("no replace of the missing devid 2:\n%s", out)
 	}
@@ -158,17 +146,8 @@ func TestBootReplacesMissingMember(t *testing.T) {
 	if strings.Contains(st, "REBUILDING") && !regexp.MustCompile(`rebuild: +(replace|balance) [0-9.]+% done`).MatchString(st) {
 		t.Errorf("status while rebuilding shows no progress:\n%s", st)
 	}
-	ns.waitRebuilt(t, 5*time.Minute)
-	t.Logf("rebuilt in %s", time.Since(began).Round(time.Millisecond))
-	if s := ns.state(t); len(s.Missing()) != 0 || len(s.Devices) != 2 {
-		t.Errorf("after the rebuild: %+v", s.Devices)
-	}
-	ns.checkSums(t, "/home/data", sums)
-	scrub, code := ns.exec("btrfs", "scrub", "start", "-B", paths.DataDir)
-	if code != 0 || !strings.Contains(scrub, "no errors found") {
-		t.Errorf("scrub: exit %d:\n%s", code, scrub)
-	}
-	checkClaimed(t, ns, "raid1", "raid1", a, c)
+	ns.checkRebuilt(t, sums, a, c)
+	t.Logf("claimed, filled, degraded and rebuilt in %s", time.Since(began).Round(time.Millisecond))
 	if st, _ := ns.lw("setup-persistence", "status"); strings.Contains(st, "DEGRADED") || strings.Contains(st, "REBUILDING") {
 		t.Errorf("status after the rebuild:\n%s", st)
 	}
@@ -342,18 +321,7 @@ func TestAddRefusesBadInput(t *testing.T) {
 // QEMU scenario with a real power cut.
 func TestRebootDuringReplace(t *testing.T) {
 	needRoot(t)
-	a := newDisk(t, 2<<10, 512, header)
-	b := newDisk(t, 2<<10, 512, header)
-	ns := newNamespace(t)
-	ns.mustStart(a, b)
-	sums := ns.fill(t, "/home/data", 40, 10) // 400 MiB: a replace of some seconds
-	ns.close()
-	b.detach()
-	exec.Command("btrfs", "device", "scan", "--forget").Run()
-	a.reboot(true)
-	c := newDisk(t, 2<<10, 512, header)
-	ns = newNamespace(t)
-	out := ns.mustStart(a, c)
+	a, c, ns, sums, out := bootDegradedWithNewDisk(t, 40) // 400 MiB: a replace of some seconds
 	if !strings.Contains(out, "btrfs replace start 2") {
 		t.Fatalf("no replace:\n%s", out)
 	}
@@ -380,11 +348,37 @@ func TestRebootDuringReplace(t *testing.T) {
 	if strings.Contains(out, "btrfs device add") || strings.Contains(out, "mkfs") {
 		t.Errorf("the replacement disk was added or formatted:\n%s", out)
 	}
+	ns.checkRebuilt(t, sums, a, c)
+}
+
+// bootDegradedWithNewDisk claims a RAID1 of two 2 GiB disks, writes n files
+// of 10 MiB of random data, loses the second disk, and boots with a new
+// magic disk c instead. It returns the checksums and the boot's output.
+func bootDegradedWithNewDisk(t *testing.T, n int) (a, c *loopDisk, ns *namespace, sums, out string) {
+	t.Helper()
+	a = newDisk(t, 2<<10, 512, header)
+	b := newDisk(t, 2<<10, 512, header)
+	ns = newNamespace(t)
+	ns.mustStart(a, b)
+	sums = ns.fill(t, "/home/data", n, 10)
+	ns.close()
+	b.detach()
+	exec.Command("btrfs", "device", "scan", "--forget").Run()
+	a.reboot(true)
+	c = newDisk(t, 2<<10, 512, header)
+	ns = newNamespace(t)
+	return a, c, ns, sums, ns.mustStart(a, c)
+}
+
+// checkRebuilt waits for the rebuild, then checks the filesystem has every
+// member, the RAID1 profiles, every file, and a scrub without errors.
+func (ns *namespace) checkRebuilt(t *testing.T, sums string, disks ...*loopDisk) {
+	t.Helper()
 	ns.waitRebuilt(t, 5*time.Minute)
-	if s := ns.state(t); len(s.Missing()) != 0 || len(s.Devices) != 2 {
+	if s := ns.state(t); len(s.Missing()) != 0 || len(s.Devices) != len(disks) {
 		t.Errorf("after the rebuild: %+v", s.Devices)
 	}
-	checkClaimed(t, ns, "raid1", "raid1", a, c)
+	checkClaimed(t, ns, "raid1", "raid1", disks...)
 	ns.checkSums(t, "/home/data", sums)
 	if scrub, code := ns.exec("btrfs", "scrub", "start", "-B", paths.DataDir); code != 0 || !strings.Contains(scrub, "no errors found") {
 		t.Errorf("scrub: exit %d:\n%s", code, scrub)

@@ -18,6 +18,11 @@
 //   - apply.go: the applier runs the steps in order; on a fatal failure it
 //     falls back to a tmpfs so the machine still boots.
 //   - status.go and enable.go: the status report and the consent header.
+//   - join.go: PlanJoin and PlanRemove, pure like Decide: disks joining the
+//     mounted filesystem (btrfs replace of a missing member, else device
+//     add; profiles by btrfs.Profile, the claim's rule) and leaving it.
+//     joinsteps.go: their steps; disks.go: add, remove, restore, the join
+//     boot runs after mounting, and the progress status shows.
 //
 // The kernel is touched only through internal/host (mounts, mountinfo,
 // swaps, BLKPG, disk I/O, tools); btrfs-progs only through internal/btrfs;
