@@ -356,6 +356,13 @@ func TestRebootDuringReplace(t *testing.T) {
 // magic disk c instead. It returns the checksums and the boot's output.
 func bootDegradedWithNewDisk(t *testing.T, n int) (a, c *loopDisk, ns *namespace, sums, out string) {
 	t.Helper()
+	a, news, ns, sums, out := bootDegradedWithNewDisks(t, n, 1)
+	return a, news[0], ns, sums, out
+}
+
+// bootDegradedWithNewDisks is bootDegradedWithNewDisk with k new disks.
+func bootDegradedWithNewDisks(t *testing.T, n, k int) (a *loopDisk, news []*loopDisk, ns *namespace, sums, out string) {
+	t.Helper()
 	a = newDisk(t, 2<<10, 512, header)
 	b := newDisk(t, 2<<10, 512, header)
 	ns = newNamespace(t)
@@ -365,9 +372,31 @@ func bootDegradedWithNewDisk(t *testing.T, n int) (a, c *loopDisk, ns *namespace
 	b.detach()
 	exec.Command("btrfs", "device", "scan", "--forget").Run()
 	a.reboot(true)
-	c = newDisk(t, 2<<10, 512, header)
+	for i := 0; i < k; i++ {
+		news = append(news, newDisk(t, 2<<10, 512, header))
+	}
 	ns = newNamespace(t)
-	return a, c, ns, sums, ns.mustStart(a, c)
+	return a, news, ns, sums, ns.mustStart(append([]*loopDisk{a}, news...)...)
+}
+
+// Two magic disks at once beside a degraded RAID1, in one plan: one
+// rebuilds the missing member, the other is added, and the three disks end
+// with raid1c3 metadata.
+func TestBootTwoNewDisksOnDegraded(t *testing.T) {
+	needRoot(t)
+	a, news, ns, sums, out := bootDegradedWithNewDisks(t, 10, 2)
+	t.Logf("boot with two new disks:\n%s", out)
+	c, d := news[0], news[1]
+	add, replace := strings.Index(out, "btrfs device add "+d.data()), strings.Index(out, "btrfs replace start 2 "+c.data())
+	if add < 0 || replace < 0 {
+		t.Fatalf("want %s added and %s replacing devid 2:\n%s", d.dev, c.dev, out)
+	}
+	ns.waitRebuilt(t, 5*time.Minute)
+	if s := ns.state(t); len(s.Missing()) != 0 || len(s.Devices) != 3 {
+		t.Errorf("after the rebuild: %+v", s.Devices)
+	}
+	checkClaimed(t, ns, "raid1", "raid1c3", a, c, d)
+	ns.checkSums(t, "/home/data", sums)
 }
 
 // checkRebuilt waits for the rebuild, then checks the filesystem has every

@@ -326,3 +326,29 @@ func TestJoinCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// failStep fails, as a btrfs command refused by the kernel would.
+type failStep struct{ claimStep }
+
+func (failStep) String() string               { return "a step that fails" }
+func (failStep) Apply(e *env) (string, error) { return "", fmt.Errorf("refused") }
+
+// An online plan (add, remove) stops at its first failure and leaves the
+// mounted filesystem alone: no tmpfs fallback even for a fatal kind of step.
+func TestOnlinePlanStopsWithoutFallback(t *testing.T) {
+	h := hostfake.New(t.TempDir())
+	var o, e bytes.Buffer
+	p := &Plan{Online: true, Steps: []Step{failStep{}, modeStep{Mode: "never"}}}
+	if code := newApplier(h, &o, &e).run(p); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if got := fstypeAt(h, paths.DataDir); got != "" {
+		t.Errorf("%s mounted (%s) after a failed online plan", paths.DataDir, got)
+	}
+	if h.Exists(paths.ModeFile) {
+		t.Error("the plan went on after its failed step")
+	}
+	if !strings.Contains(e.String(), "step 1 failed: a step that fails: refused") {
+		t.Errorf("stderr %q", e.String())
+	}
+}
