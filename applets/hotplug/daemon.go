@@ -387,21 +387,6 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 		return
 	}
 	d.late[dev] = true
-	// A data filesystem is mounted: the header is consent to join it
-	// (setup-persistence add checks the disk again and refuses what may
-	// not join). Without one, the disk waits for a reboot to be claimed.
-	if what == "consent header" && mounted(d.RunDir) {
-		d.log("disk %s with the consent header appeared: joining the data filesystem", path)
-		go func() {
-			if err := d.Join(path); err != nil {
-				d.log("%v", err)
-			}
-			if err := d.Motd(); err != nil {
-				d.log("%v", err)
-			}
-		}()
-		return
-	}
 	line := latedisk.Line(path, what)
 	d.log("%s", line)
 	if err := latedisk.Record(d.LateRecord, line); err != nil {
@@ -410,17 +395,6 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 	if err := d.Motd(); err != nil {
 		d.log("%v", err)
 	}
-}
-
-// mounted tells from the mode persistence recorded whether a data
-// filesystem is mounted.
-func mounted(runDir string) bool {
-	b, _ := os.ReadFile(filepath.Join(runDir, "mode"))
-	switch strings.TrimSpace(string(b)) {
-	case "persistent", "degraded", "rebuilding":
-		return true
-	}
-	return false
 }
 
 func exists(p string) bool {

@@ -25,12 +25,11 @@ type fakeSystem struct {
 	loaded [][]string
 	dhcp   chan string
 	motd   int
-	joined chan string
 }
 
 func newFake(t *testing.T, sys Sysfs) *fakeSystem {
 	root := t.TempDir()
-	f := &fakeSystem{dhcp: make(chan string, 4), joined: make(chan string, 4)}
+	f := &fakeSystem{dhcp: make(chan string, 4)}
 	f.System = System{
 		Sys: sys, Dev: filepath.Join(root, "dev"), RunDir: filepath.Join(root, "run"),
 		LateRecord: filepath.Join(root, "run", "late-disks"),
@@ -41,8 +40,7 @@ func newFake(t *testing.T, sys Sysfs) *fakeSystem {
 			return nil
 		},
 		DHCP: func(iface string) error { f.dhcp <- iface; return nil },
-		Motd: func() error { f.mu.Lock(); f.motd++; f.mu.Unlock(); return nil },
-		Join: func(disk string) error { f.joined <- disk; return nil },
+		Motd: func() error { f.motd++; return nil },
 	}
 	os.MkdirAll(f.Dev, 0o755)
 	os.MkdirAll(f.RunDir, 0o755)
@@ -215,35 +213,6 @@ func TestLateDisk(t *testing.T) {
 	}
 	if f.motd != 2 {
 		t.Errorf("motd rewritten %d times, want 2", f.motd)
-	}
-}
-
-// With a data filesystem mounted, a disk with the header joins it at once
-// (setup-persistence add); it is no late disk.
-func TestMagicDiskJoins(t *testing.T) {
-	f := newFake(t, sysfsTree(t, nil, nil))
-	os.WriteFile(filepath.Join(f.Dev, "sdb"), append([]byte(paths.Consent+"\n"), make([]byte, 1<<20)...), 0o644)
-	os.WriteFile(filepath.Join(f.Dev, "sdf1"), append([]byte(paths.Consent), make([]byte, 1<<20)...), 0o644)
-	os.WriteFile(filepath.Join(f.RunDir, "mode"), []byte("degraded\n"), 0o644)
-	d := f.dispatcher(t, true)
-	d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", "sdf1", "DEVTYPE", "partition"))
-	d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", "sdb", "DEVTYPE", "disk"))
-	d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", "sdb", "DEVTYPE", "disk"))
-	select {
-	case got := <-f.joined:
-		if want := filepath.Join(f.Dev, "sdb"); got != want {
-			t.Errorf("joined %s, want %s", got, want)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the magic disk did not join")
-	}
-	select {
-	case got := <-f.joined:
-		t.Errorf("a second join: %s", got)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if got := latedisk.Read(f.LateRecord); got != nil {
-		t.Errorf("recorded as late: %q", got)
 	}
 }
 

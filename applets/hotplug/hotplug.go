@@ -57,9 +57,6 @@ type System struct {
 	DHCP func(iface string) error
 	// Motd rewrites the message of the day (after a late disk).
 	Motd func() error
-	// Join adds a whole disk with the consent header to the mounted data
-	// filesystem (setup-persistence add, which refuses what may not join).
-	Join func(disk string) error
 }
 
 // Host is the running system.
@@ -73,7 +70,6 @@ var Host = System{
 	Load:       modprobe,
 	DHCP:       func(iface string) error { return runTool("/usr/libexec/lightwhale/dhcp-up", iface) },
 	Motd:       func() error { return runTool("/etc/init.d/S99motd", "start") },
-	Join:       func(disk string) error { return runTool("/usr/bin/lightwhale", "setup-persistence", "add", disk) },
 }
 
 func kernelRelease() string {

@@ -230,7 +230,9 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 			} else {
 				dropDegradedWarning(h)
 			}
-			h.WriteFile(paths.ModeFile, []byte(mode+"\n"), 0o644)
+			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" {
+				h.WriteFile(paths.ModeFile, []byte(mode+"\n"), 0o644)
+			}
 			// The motd was written at boot; bring it up to date.
 			if h.Exists(motdScript) {
 				h.Run(motdScript, "start")

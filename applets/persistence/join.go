@@ -190,7 +190,7 @@ func PlanJoin(disks []*Disk, fs *btrfs.State, named []string, newGUID func() gpt
 		p.Steps = append(p.Steps, swaponStep{Devices: swaps})
 	}
 	if stillMissing == 0 {
-		p.Steps = append(p.Steps, restoreStep{Devices: len(sizes)})
+		p.Steps = append(p.Steps, restoreStep{Devices: len(sizes), Join: true})
 	}
 	return p
 }

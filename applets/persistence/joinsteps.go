@@ -105,6 +105,10 @@ func hasDevice(st *btrfs.State, path string) bool {
 type restoreStep struct {
 	laterStep
 	Devices int // expected, for the plan's text; Apply counts the devices itself
+	// Join marks the mode "rebuilding" while work runs (motd, status). At
+	// boot only a replace does: a resync balance after a member rejoined
+	// keeps the mode persistent, as before disks could join.
+	Join bool
 }
 
 func (s restoreStep) String() string {
@@ -115,13 +119,15 @@ func (s restoreStep) String() string {
 	return fmt.Sprintf("restore profiles data %s, metadata %s (balance, in the background, once no replace runs)", d, m)
 }
 
-func (restoreStep) Apply(e *env) (string, error) {
+func (s restoreStep) Apply(e *env) (string, error) {
 	r, err := restore(e, false)
 	if err != nil || !r.running {
 		return r.note, err
 	}
-	if err := e.h.WriteFile(paths.ModeFile, []byte("rebuilding\n"), 0o644); err != nil {
-		return r.note, err
+	if s.Join || r.replacing {
+		if err := e.h.WriteFile(paths.ModeFile, []byte("rebuilding\n"), 0o644); err != nil {
+			return r.note, err
+		}
 	}
 	if err := e.h.Start(e.self, Name, "restore", "--wait"); err != nil {
 		return r.note, err
@@ -131,10 +137,11 @@ func (restoreStep) Apply(e *env) (string, error) {
 
 // restored is what one look at the filesystem found and did.
 type restored struct {
-	note     string
-	running  bool // a replace or balance is in progress
-	started  bool // this look started the balance
-	degraded bool // members are still missing
+	note      string
+	running   bool // a replace or balance is in progress
+	replacing bool // a replace is
+	started   bool // this look started the balance
+	degraded  bool // members are still missing
 }
 
 // restore looks at the filesystem once and starts the balance it needs.
@@ -148,7 +155,7 @@ func restore(e *env, balanced bool) (restored, error) {
 	data, meta := btrfs.Profile(len(st.Devices))
 	switch {
 	case st.Replacing:
-		return restored{note: "a replace is running: the balance follows when it ends", running: true}, nil
+		return restored{note: "a replace is running: the balance follows when it ends", running: true, replacing: true}, nil
 	case st.Balancing:
 		return restored{note: "a balance is running (btrfs resumes one after a reboot): not starting a second", running: true}, nil
 	case len(st.Missing()) > 0:

@@ -31,7 +31,7 @@ const (
 	StateDir   = DataDir + "/lightwhale-state"
 	DockerRoot = StateDir + "/docker"
 	RunDir     = "/run/lightwhale"
-	ModeFile   = RunDir + "/mode"     // volatile, persistent or degraded
+	ModeFile   = RunDir + "/mode"     // volatile, persistent, degraded, or rebuilding (a replace or balance restores redundancy)
 	Warnings   = RunDir + "/warnings" // what the console said loudly, for status and motd
 	LockFile   = RunDir + "/lock"
 	ClaimDir   = RunDir + "/claim" // where a new filesystem is mounted while claimed
