@@ -17,10 +17,12 @@ import (
 type applier struct {
 	env
 	out, err io.Writer
-	// crashAfter, when positive, is called before step crashAfter+1: the
-	// tests' power cut (--crash-after).
+	// crashAfter, when positive, is called before step crashAfter+1,
+	// counting the steps of every plan this applier runs (boot's mount,
+	// then its join): the tests' power cut (--crash-after).
 	crashAfter int
 	crash      func()
+	applied    int
 }
 
 func newApplier(h host.Host, out, errw io.Writer) *applier {
@@ -46,9 +48,10 @@ func (a *applier) run(plan *Plan) int {
 	}
 	code := 0
 	for i, s := range plan.Steps {
-		if a.crashAfter > 0 && i == a.crashAfter {
+		if a.crashAfter > 0 && a.applied == a.crashAfter {
 			a.crash()
 		}
+		a.applied++
 		t := time.Now()
 		note, err := s.Apply(&a.env)
 		if err != nil {

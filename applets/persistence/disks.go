@@ -216,6 +216,11 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
 	balanced := false
 	for {
+		// Unmounted (shutdown, or stop): btrfs suspends what runs and
+		// resumes it at the next mount, where boot follows it again.
+		if m, ok := host.MountedAt(h, paths.DataDir); !ok || m.FSType != "btrfs" {
+			return 0
+		}
 		r, err := restore(&a.env, balanced)
 		if err != nil {
 			a.loud("restoring redundancy: " + err.Error())
@@ -271,7 +276,7 @@ func printProgress(out io.Writer, h host.Host) {
 			left = estimate(h, op.name, op.p.Percent, time.Now())
 		}
 		if left == "" {
-			left = "(estimate once it has progressed)"
+			left = "time left not known yet"
 		}
 		line := fmt.Sprintf("%s running", op.name)
 		if op.p.Percent >= 0 {

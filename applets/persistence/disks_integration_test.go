@@ -413,3 +413,51 @@ func (ns *namespace) checkRebuilt(t *testing.T, sums string, disks ...*loopDisk)
 		t.Errorf("scrub: exit %d:\n%s", code, scrub)
 	}
 }
+
+// A power cut before each step of a boot's join (one disk plus a new magic
+// one): the next boot finishes the join, the filesystem keeps its UUID and
+// its files, and ends as RAID1 of both disks.
+func TestJoinCrashAtEveryStep(t *testing.T) {
+	needRoot(t)
+	// The steps of the mount, then of the join: from the dry runs.
+	a := newDisk(t, 2<<10, 512, header)
+	ns := newNamespace(t)
+	ns.mustStart(a)
+	ns.close()
+	a.reboot(true)
+	ns = newNamespace(t)
+	// One timed line per step: the mount's, and the restore check after it.
+	mount := strings.Count(ns.mustStart(a), " [") - 1
+	ns.close()
+	join := 7 // partition, register, mkswap, add, rename, swapon, restore
+	for n := mount; n < mount+join; n++ {
+		t.Run(fmt.Sprint("before-join-step-", n-mount+1), func(t *testing.T) {
+			a := newDisk(t, 2<<10, 512, header)
+			ns := newNamespace(t)
+			ns.mustStart(a)
+			sums := ns.fill(t, "/home/data", 2, 4)
+			fsid := btrfsOfPart(t, a.data()).FSIDString()
+			ns.close()
+			a.reboot(true)
+			b := newDisk(t, 2<<10, 512, header)
+			ns = newNamespace(t)
+			out, code := ns.lw("setup-persistence", "--crash-after", fmt.Sprint(n), "--wait", "1s", "--devices", a.dev+","+b.dev)
+			if code == 0 {
+				t.Fatalf("run with --crash-after %d did not crash:\n%s", n, out)
+			}
+			ns.close()
+			a.reboot(true)
+			b.reboot(true)
+			ns = newNamespace(t)
+			out = ns.mustStart(a, b)
+			if strings.Contains(out, "mkfs") {
+				t.Errorf("a filesystem was made:\n%s", out)
+			}
+			ns.waitRebuilt(t, 2*time.Minute)
+			if got := checkClaimed(t, ns, "raid1", "raid1", a, b); got != fsid {
+				t.Errorf("the data filesystem changed: %s -> %s", fsid, got)
+			}
+			ns.checkSums(t, "/home/data", sums)
+		})
+	}
+}

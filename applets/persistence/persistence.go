@@ -193,7 +193,6 @@ func startCmd(h host.Host, args []string, stdio cli.IO) int {
 	a.crashAfter = *crashAfter
 	a.crash = func() { unix.Kill(os.Getpid(), unix.SIGKILL) }
 	code := a.run(plan)
-	a.crashAfter = 0
 	if plan.Mode == "persistent" || plan.Mode == "degraded" {
 		code = max(code, a.joinAtBoot(only))
 	}
