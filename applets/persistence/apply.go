@@ -3,6 +3,7 @@ package persistence
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -16,14 +17,20 @@ import (
 type applier struct {
 	env
 	out, err io.Writer
-	// crashAfter, when positive, is called before step crashAfter+1: the
-	// tests' power cut (--crash-after).
+	// crashAfter, when positive, is called before step crashAfter+1,
+	// counting the steps of every plan this applier runs (boot's mount,
+	// then its join): the tests' power cut (--crash-after).
 	crashAfter int
 	crash      func()
+	applied    int
 }
 
 func newApplier(h host.Host, out, errw io.Writer) *applier {
-	return &applier{env: env{h: h, held: map[string]func() error{}}, out: out, err: errw}
+	self, err := os.Executable()
+	if err != nil {
+		self = "/usr/bin/lightwhale"
+	}
+	return &applier{env: env{h: h, held: map[string]func() error{}, self: self}, out: out, err: errw}
 }
 
 // run applies every step; it returns the exit code. A fatal step that fails
@@ -41,13 +48,19 @@ func (a *applier) run(plan *Plan) int {
 	}
 	code := 0
 	for i, s := range plan.Steps {
-		if a.crashAfter > 0 && i == a.crashAfter {
+		if a.crashAfter > 0 && a.applied == a.crashAfter {
 			a.crash()
 		}
+		a.applied++
 		t := time.Now()
 		note, err := s.Apply(&a.env)
 		if err != nil {
 			a.loud(fmt.Sprintf("step %d failed: %s: %v", i+1, firstLine(s.String()), err))
+			if plan.Online {
+				// The data filesystem stays mounted as it is; what was
+				// done is safe to repeat, so the user can run it again.
+				return 1
+			}
 			if s.Fatal() {
 				return a.fallbackVolatile()
 			}
@@ -58,6 +71,10 @@ func (a *applier) run(plan *Plan) int {
 			note = " (" + note + ")"
 		}
 		fmt.Fprintf(a.out, "%s: %s%s [%.2fs]\n", Name, firstLine(s.String()), note, time.Since(t).Seconds())
+	}
+	if plan.Online {
+		fmt.Fprintf(a.out, "%s: done in %.2fs\n", Name, time.Since(began).Seconds())
+		return code
 	}
 	fmt.Fprintf(a.out, "%s: mode %s, ready in %.2fs\n", Name, plan.Mode, time.Since(began).Seconds())
 	return code

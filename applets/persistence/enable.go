@@ -41,7 +41,10 @@ func enable(stdio cli.IO, h host.Host, path string, yes, force bool) error {
 	if probe.IsBootMedium(head) {
 		return fmt.Errorf("%s is the Lightwhale boot medium", path)
 	}
-	if probe.HasMagic(head) {
+	// With --force a disk that already has the header is erased again: the
+	// header may sit over an old partition table or filesystem, which a
+	// join refuses.
+	if probe.HasMagic(head) && !force {
 		fmt.Fprintf(stdio.Out, "%s already has the consent header; reboot (or run setup-persistence) to claim it\n", path)
 		return nil
 	}

@@ -252,25 +252,25 @@ func TestRefusesBootMediumBusyAndPartitions(t *testing.T) {
 	}
 }
 
-// Rule 3: an existing data filesystem wins; magic disks are left alone.
+// Rule 3: an existing data filesystem wins: a magic disk beside it joins it
+// (issue 16) instead of becoming a second filesystem.
 func TestExistingFilesystemWins(t *testing.T) {
 	needRoot(t)
 	a := newDisk(t, 512, 512, header)
 	ns := newNamespace(t)
 	ns.mustStart(a)
+	fsid := btrfsOfPart(t, a.data()).FSIDString()
 	ns.close()
 	b := newDisk(t, 512, 512, header)
-	before := b.sum()
 	a.reboot(true)
 	ns = newNamespace(t)
 	out := ns.mustStart(a, b)
-	checkClaimed(t, ns, "single", "dup", a)
-	if !strings.Contains(out, "magic disk "+b.dev+" left untouched") {
-		t.Errorf("magic disk not reported:\n%s", out)
+	if !strings.Contains(out, "magic disk "+b.dev+" will join") || !strings.Contains(out, "btrfs device add "+b.data()) || strings.Contains(out, "mkfs") {
+		t.Errorf("the magic disk did not join:\n%s", out)
 	}
-	ns.close()
-	if b.sum() != before {
-		t.Error("magic disk was written although a data filesystem exists")
+	ns.waitRebuilt(t, time.Minute)
+	if got := checkClaimed(t, ns, "raid1", "raid1", a, b); got != fsid {
+		t.Errorf("the data filesystem changed: %s -> %s", fsid, got)
 	}
 }
 

@@ -18,6 +18,11 @@
 //   - apply.go: the applier runs the steps in order; on a fatal failure it
 //     falls back to a tmpfs so the machine still boots.
 //   - status.go and enable.go: the status report and the consent header.
+//   - join.go: PlanJoin and PlanRemove, pure like Decide: disks joining the
+//     mounted filesystem (btrfs replace of a missing member, else device
+//     add; profiles by btrfs.Profile, the claim's rule) and leaving it.
+//     joinsteps.go: their steps; disks.go: add, remove, restore, the join
+//     boot runs after mounting, and the progress status shows.
 //
 // The kernel is touched only through internal/host (mounts, mountinfo,
 // swaps, BLKPG, disk I/O, tools); btrfs-progs only through internal/btrfs;
@@ -56,6 +61,9 @@ const (
 const usage = `[start] [--dry-run] [--devices /dev/a,/dev/b] [--wait 10s]
        setup-persistence status [--devices /dev/a,/dev/b]
        setup-persistence enable [--yes] [--force] /dev/sdX
+       setup-persistence add [--dry-run] /dev/sdX...
+       setup-persistence remove [--dry-run] /dev/sdX
+       setup-persistence restore [--wait]
        S11persistence start|stop`
 
 const about = `Finds the data filesystem (btrfs labelled lightwhale-data) and mounts it at
@@ -66,7 +74,14 @@ with neither, mounts a tmpfs there (volatile). Then overlays /etc, /var and
 is missing. A disk without the header is never written.
 
   status       mode, devices, profile, space, overlays, swap, Docker root
-  enable DEV   write the consent header to a whole disk (then reboot)`
+  enable DEV   write the consent header to a whole disk (then reboot, or add it)
+  add DEV...   join disks with the header to the mounted data filesystem:
+               a missing RAID1 member is rebuilt on it, else it adds room
+  remove DEV   move a member's data to the other disks and drop it
+  restore      bring the profiles to what the device count calls for
+
+At boot, a disk with the header found beside an existing data filesystem
+joins it as add would.`
 
 // Main is setup-persistence: a subcommand, start when there is none.
 func Main(args []string, stdio cli.IO) int {
@@ -101,8 +116,14 @@ func subcommand(cmd string, args []string, stdio cli.IO) int {
 		return statusCmd(h, args, stdio)
 	case "enable":
 		return enableCmd(h, args, stdio)
+	case "add":
+		return addCmd(h, args, stdio)
+	case "remove":
+		return removeCmd(h, args, stdio)
+	case "restore":
+		return restoreCmd(h, args, stdio)
 	}
-	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable)\n", Name, cmd)
+	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable, add, remove, restore)\n", Name, cmd)
 	return 2
 }
 
@@ -171,7 +192,11 @@ func startCmd(h host.Host, args []string, stdio cli.IO) int {
 	a := newApplier(h, stdio.Out, stdio.Err)
 	a.crashAfter = *crashAfter
 	a.crash = func() { unix.Kill(os.Getpid(), unix.SIGKILL) }
-	return a.run(plan)
+	code := a.run(plan)
+	if plan.Mode == "persistent" || plan.Mode == "degraded" {
+		code = max(code, a.joinAtBoot(only))
+	}
+	return code
 }
 
 // defaultWait reads lightwhale.wait=SECONDS from the kernel command line.

@@ -18,6 +18,7 @@ type Disk struct {
 	Magic      bool         // starts with the consent header
 	BootMedium bool         // carries our ISO
 	Busy       string       // why it is in use, "" if free
+	Leftover   string       // a partition table or filesystem the consent header did not erase
 	Table      *gpt.Table   // its GPT, nil if none
 	Btrfs      *probe.Btrfs // btrfs on the whole disk
 	Parts      []Part
@@ -43,6 +44,9 @@ type Plan struct {
 	Notes   []string // disks left alone, and why
 	Errors  []string // what the user must hear about loudly
 	Steps   []Step
+	// Online plans change a mounted filesystem (add, remove): a failure
+	// stops them, and nothing falls back to a tmpfs.
+	Online bool
 }
 
 // String prints the plan as --dry-run shows it.
@@ -127,12 +131,12 @@ func Decide(disks []*Disk, newGUID func() gpt.GUID) *Plan {
 		}
 		p.Errors = append(p.Errors, fmt.Sprintf("found %d different %s filesystems (%s): refusing to choose; touching none of them and staying volatile; remove or relabel all but one",
 			len(ids), paths.DataLabel, strings.Join(desc, "; ")))
-		noteUnclaimed(p, disks, nil, "several data filesystems exist")
+		noteUnclaimed(p, disks, nil, "left untouched: several data filesystems exist")
 		p.volatile()
 	case len(ids) == 1:
 		id := ids[0]
 		p.FSID = id
-		noteUnclaimed(p, disks, byFS[id], "a "+paths.DataLabel+" filesystem already exists")
+		noteUnclaimed(p, disks, byFS[id], "will join the "+paths.DataLabel+" filesystem once it is mounted (if it qualifies)")
 		p.mountExisting(byFS[id])
 	default:
 		p.claim(disks, newGUID)
@@ -148,20 +152,20 @@ func devPaths(ms []member) string {
 	return strings.Join(s, ",")
 }
 
-// noteUnclaimed reports magic disks and consent partitions (other than
-// members of the mounted filesystem) left alone.
-func noteUnclaimed(p *Plan, disks []*Disk, members []member, why string) {
+// noteUnclaimed reports what happens to magic disks and consent partitions
+// other than members of the mounted filesystem.
+func noteUnclaimed(p *Plan, disks []*Disk, members []member, fate string) {
 	isMember := map[string]bool{}
 	for _, m := range members {
 		isMember[m.path()] = true
 	}
 	for _, d := range disks {
 		if d.Magic {
-			p.Notes = append(p.Notes, fmt.Sprintf("magic disk %s left untouched: %s", d.Dev.Path, why))
+			p.Notes = append(p.Notes, fmt.Sprintf("magic disk %s %s", d.Dev.Path, fate))
 		}
 		for _, pt := range d.Parts {
 			if pt.Name == paths.Consent && !isMember[pt.Path] {
-				p.Notes = append(p.Notes, fmt.Sprintf("unfinished claim %s left untouched: %s", pt.Path, why))
+				p.Notes = append(p.Notes, fmt.Sprintf("unfinished claim %s %s", pt.Path, fate))
 			}
 		}
 	}
@@ -183,23 +187,33 @@ func (p *Plan) finish() {
 
 // mountExisting mounts the committed filesystem whose present devices are ms.
 func (p *Plan) mountExisting(ms []member) {
+	// A replacement still being written (btrfs resumes it after a reboot)
+	// carries devid 0: it is no member yet, and comes last in the mount's
+	// device list.
 	var want uint64
+	var members, targets []member
 	for _, m := range ms {
 		want = max(want, m.fs.NumDevices)
+		if m.fs.DevID == 0 {
+			targets = append(targets, m)
+		} else {
+			members = append(members, m)
+		}
 	}
-	p.Missing = int(want) - len(ms)
+	ms = append(members, targets...)
+	p.Missing = int(want) - len(members)
 	degraded := p.Missing > 0
 	if degraded {
 		// RAID1 data keeps two copies: one lost device is survivable,
 		// two may have taken both copies of some data with them.
-		if p.Missing >= 2 || len(ms) == 0 {
+		if p.Missing >= 2 || len(members) == 0 {
 			p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s has %d of %d devices (%s): too many are missing to mount it safely; staying volatile and touching nothing. Reattach the missing disks and reboot",
-				p.FSID, len(ms), want, devPaths(ms)))
+				p.FSID, len(members), want, devPaths(ms)))
 			p.volatile()
 			return
 		}
 		p.Errors = append(p.Errors, fmt.Sprintf("data filesystem %s is DEGRADED: %d of %d devices present (%s); mounting it degraded. Replace or reattach the missing disk soon: one more failure loses data",
-			p.FSID, len(ms), want, devPaths(ms)))
+			p.FSID, len(members), want, devPaths(ms)))
 	}
 	var devs []string
 	seen := map[string]bool{}
@@ -226,9 +240,9 @@ func (p *Plan) mountExisting(ms []member) {
 	// A member that missed writes (it was away while the others ran
 	// degraded) has an older generation: its copies are stale, and what was
 	// written meanwhile has one copy only.
-	if !degraded && len(ms) > 1 {
-		for _, m := range ms[1:] {
-			if m.fs.Generation != ms[0].fs.Generation {
+	if !degraded && len(members) > 1 {
+		for _, m := range members[1:] {
+			if m.fs.Generation != members[0].fs.Generation {
 				p.Steps = append(p.Steps, resyncStep{Devices: devs})
 				break
 			}

@@ -67,6 +67,9 @@ func TestDecide(t *testing.T) {
 		{"existing-wins-over-magic", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 1, paths.DataLabel), magic(disk("sdb", 8))}},
 		{"raid1-complete", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 2, paths.DataLabel), claimed(disk("sdb", 8), 7, paths.DataLabel, 2, 2, paths.DataLabel)}},
 		{"raid1-one-missing", []*Disk{claimed(disk("sdb", 8), 7, paths.DataLabel, 2, 2, paths.DataLabel)}},
+		// A reboot in the middle of a replace: the target (devid 0) is no
+		// member yet; the mount stays degraded and btrfs resumes the replace.
+		{"raid1-replace-in-progress", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 2, paths.DataLabel), claimed(disk("sdc", 8), 7, paths.DataLabel, 0, 2, paths.Consent)}},
 		{"raid1c3-two-missing", []*Disk{claimed(disk("sdc", 8), 7, paths.DataLabel, 3, 3, paths.DataLabel)}},
 		{"two-data-filesystems", []*Disk{claimed(disk("sda", 8), 7, paths.DataLabel, 1, 1, paths.DataLabel), claimed(disk("sdb", 8), 9, paths.DataLabel, 1, 1, paths.DataLabel), magic(disk("sdc", 8))}},
 		{"refused-disks", []*Disk{

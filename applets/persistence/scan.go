@@ -59,6 +59,7 @@ func scanDisk(h host.Host, dev host.Device) (*Disk, error) {
 	d.Magic = probe.HasMagic(head)
 	d.BootMedium = probe.IsBootMedium(head)
 	d.Btrfs = probe.ParseBtrfs(head)
+	d.Leftover = probe.Leftover(head, dev.SectorSize)
 	d.Busy = h.Busy(dev)
 	tb := uint64(gpt.TailBytes(dev.SectorSize))
 	var tail []byte
@@ -83,16 +84,24 @@ func scanDisk(h host.Host, dev host.Device) (*Disk, error) {
 		}
 	}
 	kparts, _ := h.Partitions(dev.Name)
+	registered := map[uint64]string{}
 	for _, kp := range kparts {
+		registered[kp.Start] = kp.Path
 		if !seen[kp.Start] {
 			d.Parts = append(d.Parts, Part{Disk: dev.Name, Number: kp.Partition, Start: kp.Start, Size: kp.Size, Path: kp.Path})
 		}
 	}
 	for i := range d.Parts {
 		p := &d.Parts[i]
-		// Read through the whole disk, so partitions the kernel has not
-		// registered yet are seen too.
-		ph, err := h.ReadAt(dev.Path, int64(p.Start), int(min(uint64(probe.HeadBytes), p.Size)))
+		// Through the partition's node when the kernel has it: the whole
+		// disk's page cache does not see what btrfs wrote through the
+		// partition (a disk that joined minutes ago). Else through the
+		// whole disk, so partitions not registered yet are seen too.
+		src, off := dev.Path, int64(p.Start)
+		if node, ok := registered[p.Start]; ok && node == p.Path {
+			src, off = node, 0
+		}
+		ph, err := h.ReadAt(src, off, int(min(uint64(probe.HeadBytes), p.Size)))
 		if err != nil {
 			return nil, err
 		}

@@ -23,8 +23,15 @@ func status(out io.Writer, h host.Host, only []string) error {
 		mode = "volatile (tmpfs: changes are lost at reboot)"
 		if data.FSType == "btrfs" {
 			mode = "persistent"
-			if strings.Contains(data.SuperOptions, "degraded") || strings.Contains(data.Options, "degraded") {
-				mode = "DEGRADED (a RAID member is missing: replace or reattach it)"
+			// btrfs's view, not the mount option: a replace may have
+			// completed a filesystem mounted degraded.
+			st, err := btrfs.ReadState(h, paths.DataDir)
+			missing := err == nil && len(st.Missing()) > 0
+			if missing || (err != nil && strings.Contains(data.SuperOptions, "degraded")) {
+				mode = "DEGRADED (a RAID member is missing: setup-persistence add NEWDISK rebuilds it)"
+			}
+			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" {
+				mode += ", REBUILDING (see rebuild: below)"
 			}
 		}
 	}
@@ -43,6 +50,7 @@ func status(out io.Writer, h host.Host, only []string) error {
 		if prof, err := btrfs.Df(h, paths.DataDir); err == nil {
 			fmt.Fprintf(out, "profile:   %s\n", prof)
 		}
+		printProgress(out, h)
 	}
 	if ok {
 		if total, free, avail, err := h.Statfs(paths.DataDir); err == nil {

@@ -34,6 +34,7 @@ type writer interface{ Writes() []string }
 type env struct {
 	h    host.Host
 	held map[string]func() error
+	self string // this binary, for the background restore
 }
 
 func (e *env) lockDisk(path string) error {

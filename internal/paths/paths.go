@@ -31,10 +31,16 @@ const (
 	StateDir   = DataDir + "/lightwhale-state"
 	DockerRoot = StateDir + "/docker"
 	RunDir     = "/run/lightwhale"
-	ModeFile   = RunDir + "/mode"     // volatile, persistent or degraded
+	ModeFile   = RunDir + "/mode"     // volatile, persistent, degraded, or rebuilding (a replace or balance restores redundancy)
 	Warnings   = RunDir + "/warnings" // what the console said loudly, for status and motd
 	LockFile   = RunDir + "/lock"
 	ClaimDir   = RunDir + "/claim" // where a new filesystem is mounted while claimed
+	// RestoreLock is held (and holds the pid) of the background process
+	// that follows a rebuild to its end: one at a time.
+	RestoreLock = RunDir + "/restore.lock"
+	// Progress holds, per long operation, when it was first seen and how
+	// far it was then: the base of the time-left estimate.
+	Progress   = RunDir + "/progress"
 	OverlayDir = RunDir + "/overlay"
 )
 

@@ -93,6 +93,35 @@ func ParseSwap(head []byte) *Swap {
 // Identify names the first recognisable content of a device ("" if it looks
 // blank): what `setup-persistence enable` refuses to overwrite without --force.
 func Identify(head []byte, sectorSize int) string {
+	if s := signature(head, sectorSize); s != "" {
+		return s
+	}
+	if !allZero(head[:min(len(head), 1<<20)]) {
+		return "non-zero data"
+	}
+	return ""
+}
+
+// Leftover names a partition table or filesystem still on a disk that
+// starts with the consent header (the header overwrites only its own bytes:
+// a GPT, a btrfs or ext4 superblock survive it), "" if there is none.
+// A disk joining a filesystem must not hold one: the header then marks an
+// old disk, not a blank one.
+func Leftover(head []byte, sectorSize int) string {
+	if !HasMagic(head) {
+		return ""
+	}
+	h := append([]byte(nil), head...)
+	n := len(paths.Consent)
+	if len(h) > n && h[n] == '\n' {
+		n++
+	}
+	clear(h[:n])
+	return signature(h, sectorSize)
+}
+
+// signature names recognisable content, "" if there is none.
+func signature(head []byte, sectorSize int) string {
 	at := func(off int, sig string) bool {
 		return len(head) >= off+len(sig) && string(head[off:off+len(sig)]) == sig
 	}
@@ -125,8 +154,6 @@ func Identify(head []byte, sectorSize int) string {
 		return "squashfs image"
 	case at(510, "\x55\xaa"):
 		return "MBR partition table or boot sector"
-	case !allZero(head[:min(len(head), 1<<20)]):
-		return "non-zero data"
 	}
 	return ""
 }

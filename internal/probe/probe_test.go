@@ -127,3 +127,29 @@ func TestIdentify(t *testing.T) {
 		}
 	}
 }
+
+func TestLeftover(t *testing.T) {
+	blank := make([]byte, HeadBytes)
+	hdr := func(b []byte) []byte { copy(b, paths.Consent+"\n"); return b }
+	if got := Leftover(hdr(append([]byte(nil), blank...)), 512); got != "" {
+		t.Errorf("header on a blank disk: %q", got)
+	}
+	gptDisk := append([]byte(nil), blank...)
+	copy(gptDisk[512:], "EFI PART")
+	if got := Leftover(gptDisk, 512); got != "" {
+		t.Errorf("no header: %q", got)
+	}
+	if got := Leftover(hdr(gptDisk), 512); got != "GPT partition table" {
+		t.Errorf("header over a GPT disk: %q", got)
+	}
+	ext := append([]byte(nil), blank...)
+	copy(ext[1080:], "\x53\xef")
+	if got := Leftover(hdr(ext), 512); got != "ext2/3/4 filesystem" {
+		t.Errorf("header over ext4: %q", got)
+	}
+	junk := hdr(append([]byte(nil), blank...))
+	junk[9000] = 1 // stray bytes are no filesystem
+	if got := Leftover(junk, 512); got != "" {
+		t.Errorf("stray bytes: %q", got)
+	}
+}
