@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,6 +67,10 @@ func needRoot(t testing.TB) {
 	}
 }
 
+// attached holds the loop devices this process attached (their swap is
+// switched off when a namespace closes).
+var attached sync.Map
+
 // loopDisk is a sparse file attached to a loop device.
 type loopDisk struct {
 	t      testing.TB
@@ -104,12 +109,14 @@ func (d *loopDisk) attach() {
 		d.t.Fatalf("losetup: %v: %s", err, out)
 	}
 	d.dev = strings.TrimSpace(string(out))
+	attached.Store(d.dev, true)
 }
 
 func (d *loopDisk) detach() {
 	if d.dev == "" {
 		return
 	}
+	attached.Delete(d.dev)
 	exec.Command("swapoff", d.dev+"p1").Run()
 	// Partitions registered with BLKPG outlive the loop device: drop them,
 	// or the next attach would start with stale ones (no real reboot does).
@@ -253,8 +260,13 @@ func (ns *namespace) close() {
 	if ns.cmd == nil {
 		return
 	}
-	// Swap is global, not per namespace.
-	ns.sh("for s in $(awk 'NR>1 && $1 ~ /loop/ {print $1}' /proc/swaps); do swapoff $s; done")
+	// Swap is global, not per namespace: switch off the swap partitions of
+	// this process's loop devices only (another test run on the machine
+	// has its own).
+	attached.Range(func(dev, _ any) bool {
+		exec.Command("swapoff", dev.(string)+"p1").Run()
+		return true
+	})
 	// The background follower of a rebuild (setup-persistence restore
 	// --wait) would keep the namespace, and its mounts, alive: end it by
 	// the pid it recorded in this namespace's own run directory.

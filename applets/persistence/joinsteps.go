@@ -168,6 +168,18 @@ func restore(e *env, balanced bool) (restored, error) {
 	if err := btrfs.Convert(e.h, paths.DataDir, data, meta); err != nil {
 		return restored{}, err
 	}
+	// --bg forks before it asks the kernel: until the balance shows, a
+	// look would find nothing running and the profiles still wrong.
+	err = waitFor(func() bool {
+		if btrfs.BalanceStatus(e.h, paths.DataDir).Running {
+			return true
+		}
+		st, err := btrfs.ReadState(e.h, paths.DataDir)
+		return err == nil && allAre(st.Data, data) && allAre(st.Metadata, meta)
+	})
+	if err != nil {
+		return restored{}, fmt.Errorf("the balance to data %s, metadata %s did not start (btrfs balance status: %q)", data, meta, btrfs.BalanceStatus(e.h, paths.DataDir).Text)
+	}
 	return restored{note: fmt.Sprintf("balance to data %s, metadata %s started", data, meta), running: true, started: true}, nil
 }
 
