@@ -64,6 +64,7 @@ const usage = `[start] [--dry-run] [--devices /dev/a,/dev/b] [--wait 10s]
        setup-persistence add [--dry-run] /dev/sdX...
        setup-persistence remove [--dry-run] /dev/sdX
        setup-persistence restore [--wait]
+       setup-persistence snapshot [NAME] | snapshots [--keep N] | rollback NAME|--cancel | forget NAME
        S11persistence start|stop`
 
 const about = `Finds the data filesystem (btrfs labelled lightwhale-data) and mounts it at
@@ -79,6 +80,8 @@ is missing. A disk without the header is never written.
                a missing RAID1 member is rebuilt on it, else it adds room
   remove DEV   move a member's data to the other disks and drop it
   restore      bring the profiles to what the device count calls for
+  snapshot     keep the state (/etc, /var, /home, Docker's data) as a read-only snapshot
+  snapshots    list them; rollback NAME returns to one at the next boot; forget NAME
 
 At boot, a disk with the header found beside an existing data filesystem
 joins it as add would.`
@@ -122,8 +125,16 @@ func subcommand(cmd string, args []string, stdio cli.IO) int {
 		return removeCmd(h, args, stdio)
 	case "restore":
 		return restoreCmd(h, args, stdio)
+	case "snapshot":
+		return snapshotCmd(h, args, stdio)
+	case "snapshots":
+		return snapshotsCmd(h, args, stdio)
+	case "rollback":
+		return rollbackCmd(h, args, stdio)
+	case "forget":
+		return forgetCmd(h, args, stdio)
 	}
-	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable, add, remove, restore)\n", Name, cmd)
+	fmt.Fprintf(stdio.Err, "%s: unknown command %q (start, stop, status, enable, add, remove, restore, snapshot, snapshots, rollback, forget)\n", Name, cmd)
 	return 2
 }
 

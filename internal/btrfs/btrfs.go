@@ -52,6 +52,27 @@ func CreateSubvolume(r Runner, path string) error {
 	return err
 }
 
+// Snapshot makes a snapshot of the subvolume src at dst: read-only to keep
+// a state, writable to run on one.
+func Snapshot(r Runner, src, dst string, readonly bool) error {
+	args := []string{"subvolume", "snapshot"}
+	if readonly {
+		args = append(args, "-r")
+	}
+	_, err := r.Run("btrfs", append(args, src, dst)...)
+	return err
+}
+
+// DeleteSubvolume deletes the subvolume (or snapshot) at path, if any, and
+// waits until the deletion is committed.
+func DeleteSubvolume(r Runner, path string) error {
+	if !r.Exists(path) {
+		return nil
+	}
+	_, err := r.Run("btrfs", "subvolume", "delete", "--commit-after", path)
+	return err
+}
+
 // SetLabel writes the label of the filesystem mounted at mnt and waits until
 // it is on the disks.
 func SetLabel(r Runner, mnt, label string) error {

@@ -45,6 +45,8 @@ type Host interface {
 	AppendFile(path string, data []byte) error
 	ReadFile(path string) ([]byte, error)
 	Exists(path string) bool
+	Rename(oldpath, newpath string) error // within one filesystem, e.g. a subvolume
+	Remove(path string) error             // a file, or an empty directory; gone already is no error
 
 	// Tools: Run waits and puts the tool's output into its error; Start
 	// leaves it running after this process exits.

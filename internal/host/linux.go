@@ -3,6 +3,7 @@ package host
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -188,6 +189,15 @@ func (Linux) MkdirLike(dir, model string) error {
 // WriteFile replaces path atomically.
 func (Linux) WriteFile(path string, data []byte, perm os.FileMode) error {
 	return atomicfile.WriteFile(path, data, perm)
+}
+
+func (Linux) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+func (Linux) Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // AppendFile appends to path, creating it world-readable.

@@ -35,6 +35,7 @@ const (
 	Warnings   = RunDir + "/warnings" // what the console said loudly, for status and motd
 	LockFile   = RunDir + "/lock"
 	ClaimDir   = RunDir + "/claim" // where a new filesystem is mounted while claimed
+	TopDir     = RunDir + "/top"   // the whole data filesystem, while snapshots are taken or rolled back
 	// RestoreLock is held (and holds the pid) of the background process
 	// that follows a rebuild to its end: one at a time.
 	RestoreLock = RunDir + "/restore.lock"

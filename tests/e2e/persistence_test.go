@@ -122,6 +122,13 @@ mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
 	}
 	st := statusSays(t, g, "persistent")
 	wantMatch(t, "status swap line", st, `(?m)^swap:\s+/dev/`)
+
+	// A snapshot of this state, changes after it, and a rollback to it that
+	// the next boot applies (issue 15).
+	wantEqual(t, "snapshot", g.sudo("setup-persistence snapshot kept"), "snapshot kept taken")
+	g.sudo("echo etc-changed >/etc/lw-e2e")
+	g.run("echo home-changed >/home/op/lw-e2e && echo new >/home/op/lw-e2e-new")
+	wantMatch(t, "rollback", g.sudo("setup-persistence rollback kept"), `rollback to kept at the next boot`)
 	g.poweroff()
 	checkClaimedOnHost(t, disks, 1)
 
@@ -130,7 +137,13 @@ mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
 	// BIOS with int 18h, which boots the CD; the data is still there.
 	g = boot(t, vm.Config{ISO: iso, Disks: disks, BootOrder: []string{"disk0", "cd0"}})
 	wantEqual(t, "mode with the data disk first in the boot order", g.mode(), "persistent")
-	wantEqual(t, "/etc/lw-e2e with the data disk first in the boot order", g.run("cat /etc/lw-e2e"), "etc-kept")
+	wantEqual(t, "/etc/lw-e2e with the data disk first in the boot order, rolled back", g.run("cat /etc/lw-e2e"), "etc-kept")
+	wantEqual(t, "/home/op/lw-e2e rolled back", g.run("cat /home/op/lw-e2e"), "home-kept")
+	if out, err := g.try("cat /home/op/lw-e2e-new"); err == nil {
+		t.Errorf("a file made after the snapshot survived the rollback: %q", out)
+	}
+	wantMatch(t, "console", g.BootLog(), `the state is snapshot kept now`)
+	wantMatch(t, "snapshots", g.sudo("setup-persistence snapshots"), `(?m)^kept\s.*\n(.*\n)*auto-before-rollback-`)
 	g.poweroff()
 }
 

@@ -389,6 +389,44 @@ func (f *Fake) AppendFile(path string, data []byte) error {
 	return nil
 }
 
+// Rename moves a file or a directory and everything under it.
+func (f *Fake) Rename(oldpath, newpath string) error {
+	if err := f.change("rename %s %s", oldpath, newpath); err != nil {
+		return err
+	}
+	if !f.dirs[oldpath] && f.files[oldpath] == nil {
+		return fmt.Errorf("rename %s: %w", oldpath, os.ErrNotExist)
+	}
+	moved := func(p string) (string, bool) {
+		if p == oldpath || strings.HasPrefix(p, oldpath+"/") {
+			return newpath + strings.TrimPrefix(p, oldpath), true
+		}
+		return "", false
+	}
+	for p := range f.dirs {
+		if n, ok := moved(p); ok {
+			delete(f.dirs, p)
+			f.dirs[n] = true
+		}
+	}
+	for p, b := range f.files {
+		if n, ok := moved(p); ok {
+			delete(f.files, p)
+			f.files[n] = b
+		}
+	}
+	return nil
+}
+
+func (f *Fake) Remove(path string) error {
+	if err := f.change("remove %s", path); err != nil {
+		return err
+	}
+	delete(f.files, path)
+	delete(f.dirs, path)
+	return nil
+}
+
 func (f *Fake) ReadFile(path string) ([]byte, error) {
 	b, ok := f.files[path]
 	if !ok {
