@@ -125,7 +125,9 @@ func TestSwarm(t *testing.T) {
 
 	// A global service (a task on every node) publishing port 8080 on the
 	// routing mesh; each task serves its node's host name.
-	mgr.run(`docker service create -d --name web --mode global --publish 8080:80 --hostname '{{.Node.Hostname}}' ` + swarmImage +
+	// httpd as PID 1 ignores SIGTERM: a short grace period keeps the
+	// manager's reboot from waiting 10 s for it.
+	mgr.run(`docker service create -d --name web --mode global --publish 8080:80 --stop-grace-period 1s --hostname '{{.Node.Hostname}}' ` + swarmImage +
 		` sh -c 'hostname > /www/index.html && exec httpd -f -p 80 -h /www' 2>&1`)
 	waitFor(t, mgr, "web's tasks", "docker service ls --filter name=web --format '{{.Replicas}}'", "2/2")
 	for _, from := range []*guest{mgr, wkr} {
@@ -153,6 +155,14 @@ func TestSwarm(t *testing.T) {
 		t.Error("the sniffer never saw the routing mesh's clear-text page: it proves nothing")
 	}
 
+	// dockerd found what Swarm needs in the image: it logs an error and
+	// carries on when iptables, IPVS or IPsec fail it.
+	for _, g := range []*guest{mgr, wkr} {
+		t.Logf("%s: dockerd's warnings and errors:\n%s", g.cfg.Name, g.sudo("grep -E 'level=(warning|error)' /var/log/docker.log | tail -n 40 || true"))
+		if errs := g.sudo("grep 'level=error' /var/log/docker.log | grep -iE 'iptables|ipvs|xfrm|ipsec|encrypt|vxlan|module' || true"); errs != "" {
+			t.Errorf("%s: dockerd failed at something Swarm needs:\n%s", g.cfg.Name, errs)
+		}
+	}
 	for _, g := range []*guest{mgr, wkr} {
 		t.Logf("%s: memory in use (MemTotal-MemAvailable) %s MiB", g.cfg.Name,
 			g.run("awk '/^MemTotal/ {t = $2} /^MemAvailable/ {a = $2} END {print int((t - a) / 1024)}' /proc/meminfo"))
