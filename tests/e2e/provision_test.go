@@ -121,7 +121,9 @@ type segmentPeer struct {
 	echoes []string // "dst-ip via mac"
 }
 
-func newSegmentPeer(t *testing.T, port int, owned map[string]string) *segmentPeer {
+// joinSegment joins the private segment on port (vm.NIC's multicast group
+// on loopback), sending there too; it leaves when the test ends.
+func joinSegment(t *testing.T, port int) (*ipv4.PacketConn, *net.UDPAddr) {
 	t.Helper()
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
@@ -132,16 +134,23 @@ func newSegmentPeer(t *testing.T, port int, owned map[string]string) *segmentPee
 	if err != nil {
 		t.Fatalf("join segment %d: %v", port, err)
 	}
-	p := &segmentPeer{conn: ipv4.NewPacketConn(c), dst: group, macs: map[[4]byte]net.HardwareAddr{}}
-	if err := p.conn.SetMulticastInterface(lo); err != nil {
+	t.Cleanup(func() { c.Close() })
+	conn := ipv4.NewPacketConn(c)
+	if err := conn.SetMulticastInterface(lo); err != nil {
 		t.Fatal(err)
 	}
-	p.conn.SetMulticastLoopback(true)
+	conn.SetMulticastLoopback(true)
+	return conn, group
+}
+
+func newSegmentPeer(t *testing.T, port int, owned map[string]string) *segmentPeer {
+	t.Helper()
+	conn, group := joinSegment(t, port)
+	p := &segmentPeer{conn: conn, dst: group, macs: map[[4]byte]net.HardwareAddr{}}
 	for ip, mac := range owned {
 		hw, _ := net.ParseMAC(mac)
 		p.macs[[4]byte(net.ParseIP(ip).To4())] = hw
 	}
-	t.Cleanup(func() { c.Close() })
 	go p.serve()
 	return p
 }

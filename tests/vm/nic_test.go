@@ -45,4 +45,14 @@ func TestPrivateSegment(t *testing.T) {
 	if err != nil || !strings.Contains(out, " 0% packet loss") {
 		t.Fatalf("ping over the private segment: %v\n%s", err, out)
 	}
+	// Pipe: one guest's output is the other's input (over the host's SSH).
+	if err := Pipe(ctx, ms[0], "seq 1 50000", ms[1], "wc -l > /tmp/piped"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ms[1].Run(ctx, "cat /tmp/piped"); err != nil || strings.TrimSpace(out) != "50000" {
+		t.Fatalf("lines piped from seg-a to seg-b: %q, %v; want 50000", out, err)
+	}
+	if err := Pipe(ctx, ms[0], "echo x; exit 3", ms[1], "cat >/dev/null"); err == nil || !strings.Contains(err.Error(), "seg-a") {
+		t.Fatalf("pipe from a failing command: %v; want an error naming seg-a", err)
+	}
 }

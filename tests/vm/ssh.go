@@ -266,3 +266,47 @@ func (m *Machine) Login(ctx context.Context) error {
 	}
 	return c.Close()
 }
+
+// Pipe runs from in src and to in dst, from's output feeding to's input:
+// what `ssh a from | ssh b to` does (e.g. docker save | docker load, to move
+// an image between machines without a registry). Both run as op.
+func Pipe(ctx context.Context, src *Machine, from string, dst *Machine, to string) error {
+	if src.ssh == nil || dst.ssh == nil {
+		return errors.New("pipe: not connected: call WaitSSH first")
+	}
+	s1, err := src.ssh.c.NewSession()
+	if err != nil {
+		return fmt.Errorf("pipe: ssh session: %w", err)
+	}
+	defer s1.Close()
+	s2, err := dst.ssh.c.NewSession()
+	if err != nil {
+		return fmt.Errorf("pipe: ssh session: %w", err)
+	}
+	defer s2.Close()
+	r, err := s1.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("pipe: %w", err)
+	}
+	var errs1, out2 lockedBuffer
+	s1.Stderr = &errs1
+	s2.Stdin, s2.Stdout, s2.Stderr = r, &out2, &out2
+	// SSH sessions have no deadlines: ctx closes them instead.
+	stop := context.AfterFunc(ctx, func() { s1.Close(); s2.Close() })
+	defer stop()
+	if err := s1.Start(from); err != nil {
+		return fmt.Errorf("pipe: %q: %w", from, err)
+	}
+	err2 := s2.Run(to)
+	if err2 != nil {
+		s1.Close() // nobody reads from's output any more
+	}
+	err1 := s1.Wait()
+	if err2 != nil {
+		return fmt.Errorf("pipe: %s: %q: %w: %s", dst.cfg.Name, to, err2, strings.TrimSpace(out2.String()))
+	}
+	if err1 != nil {
+		return fmt.Errorf("pipe: %s: %q: %w: %s", src.cfg.Name, from, err1, strings.TrimSpace(errs1.String()))
+	}
+	return nil
+}

@@ -84,7 +84,8 @@ func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		cmdline := string(r.Payload[4 : 4+n])
 		r.Reply(true, nil)
 		cmd := exec.Command("/bin/sh", "-c", cmdline)
-		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		// stdin too: vm.Pipe feeds one guest's output to another's command.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
 		code := 0
 		if err := cmd.Run(); err != nil {
 			code = 255
