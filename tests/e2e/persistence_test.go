@@ -130,12 +130,15 @@ mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
 	g.run("echo home-changed >/home/op/lw-e2e && echo new >/home/op/lw-e2e-new")
 	wantMatch(t, "rollback", g.sudo("setup-persistence rollback kept"), `rollback to kept at the next boot`)
 	g.poweroff()
-	checkClaimedOnHost(t, disks, 1)
+	fsid := checkClaimedOnHost(t, disks, 1)
 
 	// The claimed disk first in the BIOS boot order (no CD first): its
 	// protective MBR's boot code (internal/gpt's BootCode) returns to the
 	// BIOS with int 18h, which boots the CD; the data is still there.
-	g = boot(t, vm.Config{ISO: iso, Disks: disks, BootOrder: []string{"disk0", "cd0"}})
+	// A second magic disk beside it joins at this boot: one disk grows
+	// into a RAID1 (issue 16).
+	grown := append(disks, makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio})...)
+	g = boot(t, vm.Config{ISO: iso, Disks: grown, BootOrder: []string{"disk0", "cd0"}})
 	wantEqual(t, "mode with the data disk first in the boot order", g.mode(), "persistent")
 	wantEqual(t, "/etc/lw-e2e with the data disk first in the boot order, rolled back", g.run("cat /etc/lw-e2e"), "etc-kept")
 	wantEqual(t, "/home/op/lw-e2e rolled back", g.run("cat /home/op/lw-e2e"), "home-kept")
@@ -144,7 +147,15 @@ mkdir -p /var/www && echo served-after-reboot >/var/www/index.html`)
 	}
 	wantMatch(t, "console", g.BootLog(), `the state is snapshot kept now`)
 	wantMatch(t, "snapshots", g.sudo("setup-persistence snapshots"), `(?m)^kept\s.*\n(.*\n)*auto-before-rollback-`)
+	wantMatch(t, "console: the second disk joins", g.BootLog(), `btrfs device add`)
+	waitMode(t, g, "persistent", 5*time.Minute)
+	df := g.sudo("btrfs filesystem df /mnt/lightwhale-data")
+	wantMatch(t, "data profile after the join", df, `(?m)^Data, RAID1:`)
+	wantMatch(t, "metadata profile after the join", df, `(?m)^Metadata, RAID1:`)
 	g.poweroff()
+	if got := checkClaimedOnHost(t, grown, 2); got != fsid {
+		t.Errorf("the grown filesystem is %s; want the original %s", got, fsid)
+	}
 }
 
 // Scenario 4: several magic disks make one RAID1 filesystem, with the
@@ -232,11 +243,44 @@ func TestRAIDDegraded(t *testing.T) {
 	checkClaimedOnHost(t, disks, 2)
 
 	// Proof that redundancy is back: the disk that was away now holds what
-	// was written without it.
-	g = boot(t, vm.Config{ISO: iso, Disks: disks[1:]})
-	wantEqual(t, "mode on the other member alone", g.mode(), "degraded")
+	// was written without it. And a disk is lost for good: a new magic disk
+	// beside the survivor rebuilds the missing member (btrfs replace) at
+	// boot, and the machine is healthy again (issue 16).
+	fresh := makeDisks(t, t.TempDir(), diskSpec{diskMiB, magic, vm.Virtio})[0]
+	survivors := []vm.Disk{disks[1], fresh}
+	g = boot(t, vm.Config{ISO: iso, Disks: survivors})
 	wantEqual(t, "data on the member that was away", g.run("cat /home/op/lw-e2e /home/op/lw-e2e-degraded"), "raid-data\nwritten-degraded")
+	wantMatch(t, "console: the new disk replaces the missing member", g.BootLog(), `btrfs replace`)
+	waitMode(t, g, "persistent", 5*time.Minute)
+	show = g.sudo("btrfs filesystem show /mnt/lightwhale-data")
+	if strings.Contains(show, "missing") || !strings.Contains(show, "Total devices 2 ") {
+		t.Errorf("after the rebuild:\n%s", show)
+	}
+	wantMatch(t, "scrub after the rebuild", g.sudo("btrfs scrub start -B /mnt/lightwhale-data"), `(?i)error summary:\s+no errors found`)
+	df = g.sudo("btrfs filesystem df /mnt/lightwhale-data")
+	wantMatch(t, "data profile after the rebuild", df, `(?m)^Data, RAID1:`)
+	wantMatch(t, "metadata profile after the rebuild", df, `(?m)^Metadata, RAID1:`)
+	statusSays(t, g, "persistent")
 	g.poweroff()
+	if got := checkClaimedOnHost(t, survivors, 2); got != fsid {
+		t.Errorf("the rebuilt filesystem is %s; want the original %s", got, fsid)
+	}
+}
+
+// waitMode waits until the mode file says want (a rebuild finished).
+func waitMode(t *testing.T, g *guest, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := g.mode()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mode still %q after %s; want %q\n%s", got, within, want, g.sudo("setup-persistence status"))
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 // waitScrub waits until no balance or scrub runs on the data filesystem.
