@@ -221,9 +221,8 @@ func (rollbackStep) Apply(e *env) (string, error) {
 	return note, err
 }
 
-// listSnapshots reads the snapshots and when each was taken (the birth
-// time btrfs records for a subvolume's root).
-func listSnapshots(t topDirs) ([]snapshotInfo, error) {
+// listSnapshots reads the snapshots and when each was taken, oldest first.
+func listSnapshots(h host.Host, t topDirs) ([]snapshotInfo, error) {
 	ents, err := os.ReadDir(t.snapshots())
 	if err != nil {
 		return nil, err
@@ -233,13 +232,13 @@ func listSnapshots(t topDirs) ([]snapshotInfo, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		var st unix.Statx_t
-		if err := unix.Statx(unix.AT_FDCWD, t.snap(e.Name()), 0, unix.STATX_BTIME, &st); err != nil {
+		taken, err := btrfs.Created(h, t.snap(e.Name()))
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, snapshotInfo{e.Name(), time.Unix(st.Btime.Sec, int64(st.Btime.Nsec))})
+		out = append(out, snapshotInfo{e.Name(), taken})
 	}
-	slices.SortFunc(out, func(a, b snapshotInfo) int { return a.Taken.Compare(b.Taken) })
+	slices.SortStableFunc(out, func(a, b snapshotInfo) int { return a.Taken.Compare(b.Taken) })
 	return out, nil
 }
 
@@ -265,7 +264,7 @@ func pending(h host.Host, t topDirs) string {
 
 // prune deletes the automatic snapshots beyond the newest keepCount.
 func prune(h host.Host, t topDirs) error {
-	snaps, err := listSnapshots(t)
+	snaps, err := listSnapshots(h, t)
 	if err != nil {
 		return err
 	}
@@ -344,7 +343,7 @@ func snapshotsCmd(h host.Host, args []string, stdio cli.IO) int {
 				return err
 			}
 		}
-		snaps, err := listSnapshots(t)
+		snaps, err := listSnapshots(h, t)
 		if err != nil {
 			return err
 		}

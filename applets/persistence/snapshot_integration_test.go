@@ -101,6 +101,10 @@ func TestSnapshotRollbackAndUndo(t *testing.T) {
 	if pre == "" || strings.Contains(list, "pending") {
 		t.Fatalf("snapshots after the rollback:\n%s", list)
 	}
+	// Oldest first, by when each was taken (not by name).
+	if strings.Index(list, "\nbefore ") > strings.Index(list, "\n"+pre) {
+		t.Errorf("snapshots are not listed oldest first:\n%s", list)
+	}
 
 	// Undo: back to the state the rollback replaced.
 	if out, code := ns.lw("setup-persistence", "rollback", pre); code != 0 {

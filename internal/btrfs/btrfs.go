@@ -6,7 +6,9 @@
 package btrfs
 
 import (
+	"fmt"
 	"strings"
+	"time"
 )
 
 // Runner runs a tool and waits (output in the error), or starts it in the
@@ -71,6 +73,22 @@ func DeleteSubvolume(r Runner, path string) error {
 	}
 	_, err := r.Run("btrfs", "subvolume", "delete", "--commit-after", path)
 	return err
+}
+
+// Created is when the subvolume at path was made (for a snapshot: taken),
+// from its root item. Its directory's own birth time will not do: a
+// snapshot's root directory keeps the one of the subvolume it copies.
+func Created(r Runner, path string) (time.Time, error) {
+	out, err := r.Run("btrfs", "subvolume", "show", path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && k == "Creation time" {
+			return time.Parse("2006-01-02 15:04:05 -0700", strings.TrimSpace(v))
+		}
+	}
+	return time.Time{}, fmt.Errorf("btrfs subvolume show %s: no creation time", path)
 }
 
 // SetLabel writes the label of the filesystem mounted at mnt and waits until

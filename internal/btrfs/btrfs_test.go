@@ -141,6 +141,21 @@ func TestMountedOps(t *testing.T) {
 	if out, _ := (tools{}).Run("btrfs", "subvolume", "list", mnt); !strings.Contains(string(out), "path @sub") {
 		t.Errorf("subvolume missing: %s", out)
 	}
+	// A snapshot taken later is created later, though its root directory
+	// keeps the birth time of the subvolume it copies.
+	time.Sleep(1100 * time.Millisecond)
+	snap := filepath.Join(mnt, "@snap")
+	if err := Snapshot(tools{}, sv, snap, true); err != nil {
+		t.Fatal(err)
+	}
+	subAt, err1 := Created(tools{}, sv)
+	snapAt, err2 := Created(tools{}, snap)
+	if err1 != nil || err2 != nil || !snapAt.After(subAt) || time.Since(snapAt) > time.Minute {
+		t.Errorf("Created: subvolume %v (%v), its snapshot %v (%v); want the snapshot later, and now", subAt, err1, snapAt, err2)
+	}
+	if err := DeleteSubvolume(tools{}, snap); err != nil || (tools{}).Exists(snap) {
+		t.Errorf("DeleteSubvolume: %v, still there: %v", err, (tools{}).Exists(snap))
+	}
 	if err := SetLabel(tools{}, mnt, "after"); err != nil {
 		t.Fatal(err)
 	}
