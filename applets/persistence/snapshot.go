@@ -8,6 +8,7 @@ package persistence
 // as an automatic snapshot, so that a rollback can itself be undone.
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -69,6 +70,7 @@ func autoName(why string, t time.Time) string {
 type snapshotInfo struct {
 	Name  string
 	Taken time.Time
+	order uint64 // the subvolume ID: the order they were taken in, exact
 }
 
 // expired returns the automatic snapshots beyond the newest keep, except
@@ -80,7 +82,7 @@ func expired(snaps []snapshotInfo, keep int, pending string) []string {
 			auto = append(auto, s)
 		}
 	}
-	slices.SortFunc(auto, func(a, b snapshotInfo) int { return b.Taken.Compare(a.Taken) })
+	slices.SortFunc(auto, func(a, b snapshotInfo) int { return cmp.Compare(b.order, a.order) })
 	var out []string
 	for i := keep; i < len(auto); i++ {
 		out = append(out, auto[i].Name)
@@ -183,6 +185,10 @@ func applyRollback(h host.Host, t topDirs) (string, error) {
 			return "", errors.Join(err, h.Rename(out, state))
 		}
 	}
+	// Never drop the renamed-out state unless a state is in place.
+	if !h.Exists(state) {
+		return "", fmt.Errorf("rollback to %s: no state subvolume after the swap; the old state is kept at %s", name, out)
+	}
 	if err := h.Remove(filepath.Join(t.snapshots(), rollbackFile)); err != nil {
 		return "", err
 	}
@@ -232,13 +238,13 @@ func listSnapshots(h host.Host, t topDirs) ([]snapshotInfo, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		taken, err := btrfs.Created(h, t.snap(e.Name()))
+		sv, err := btrfs.Show(h, t.snap(e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, snapshotInfo{e.Name(), taken})
+		out = append(out, snapshotInfo{e.Name(), sv.Created, sv.ID})
 	}
-	slices.SortStableFunc(out, func(a, b snapshotInfo) int { return a.Taken.Compare(b.Taken) })
+	slices.SortFunc(out, func(a, b snapshotInfo) int { return cmp.Compare(a.order, b.order) })
 	return out, nil
 }
 

@@ -23,8 +23,9 @@ func TestSnapshotNames(t *testing.T) {
 }
 
 func TestExpired(t *testing.T) {
-	at := func(m int) time.Time { return time.Date(2026, 1, 1, 0, m, 0, 0, time.UTC) }
-	snaps := []snapshotInfo{{"auto-a", at(1)}, {"mine", at(0)}, {"auto-c", at(3)}, {"auto-b", at(2)}, {"auto-d", at(4)}}
+	// Taken in the order a, b, c, d (the subvolume IDs), some in one second.
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	snaps := []snapshotInfo{{"auto-a", at, 258}, {"mine", at, 257}, {"auto-c", at.Add(time.Second), 260}, {"auto-b", at, 259}, {"auto-d", at.Add(time.Second), 261}}
 	for _, tc := range []struct {
 		keep    int
 		pending string

@@ -6,7 +6,9 @@
 package btrfs
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -75,20 +77,35 @@ func DeleteSubvolume(r Runner, path string) error {
 	return err
 }
 
-// Created is when the subvolume at path was made (for a snapshot: taken),
-// from its root item. Its directory's own birth time will not do: a
-// snapshot's root directory keeps the one of the subvolume it copies.
-func Created(r Runner, path string) (time.Time, error) {
+// Subvolume is what btrfs records of one in its root item. (Its root
+// directory's birth time will not do: a snapshot's keeps the one of the
+// subvolume it copies.)
+type Subvolume struct {
+	ID      uint64    // grows with each subvolume made: the order they were made in
+	Created time.Time // when it was made (a snapshot: taken), to the second
+}
+
+// Show reads the subvolume at path.
+func Show(r Runner, path string) (Subvolume, error) {
 	out, err := r.Run("btrfs", "subvolume", "show", path)
 	if err != nil {
-		return time.Time{}, err
+		return Subvolume{}, err
 	}
+	var s Subvolume
+	var errID, errTime error = errors.New("no subvolume ID"), errors.New("no creation time")
 	for _, l := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && k == "Creation time" {
-			return time.Parse("2006-01-02 15:04:05 -0700", strings.TrimSpace(v))
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		switch v = strings.TrimSpace(v); k {
+		case "Subvolume ID":
+			s.ID, errID = strconv.ParseUint(v, 10, 64)
+		case "Creation time":
+			s.Created, errTime = time.Parse("2006-01-02 15:04:05 -0700", v)
 		}
 	}
-	return time.Time{}, fmt.Errorf("btrfs subvolume show %s: no creation time", path)
+	if err := errors.Join(errID, errTime); err != nil {
+		return Subvolume{}, fmt.Errorf("btrfs subvolume show %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // SetLabel writes the label of the filesystem mounted at mnt and waits until

@@ -148,10 +148,10 @@ func TestMountedOps(t *testing.T) {
 	if err := Snapshot(tools{}, sv, snap, true); err != nil {
 		t.Fatal(err)
 	}
-	subAt, err1 := Created(tools{}, sv)
-	snapAt, err2 := Created(tools{}, snap)
-	if err1 != nil || err2 != nil || !snapAt.After(subAt) || time.Since(snapAt) > time.Minute {
-		t.Errorf("Created: subvolume %v (%v), its snapshot %v (%v); want the snapshot later, and now", subAt, err1, snapAt, err2)
+	subInfo, err1 := Show(tools{}, sv)
+	snapInfo, err2 := Show(tools{}, snap)
+	if err1 != nil || err2 != nil || !snapInfo.Created.After(subInfo.Created) || time.Since(snapInfo.Created) > time.Minute || snapInfo.ID <= subInfo.ID {
+		t.Errorf("Show: subvolume %+v (%v), its snapshot %+v (%v); want the snapshot later (time and ID), and now", subInfo, err1, snapInfo, err2)
 	}
 	if err := DeleteSubvolume(tools{}, snap); err != nil || (tools{}).Exists(snap) {
 		t.Errorf("DeleteSubvolume: %v, still there: %v", err, (tools{}).Exists(snap))
