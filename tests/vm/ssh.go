@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,9 @@ func ShellQuote(s string) string {
 }
 
 // BootID is the kernel's random id of the current boot.
+// bootIDForm is what /proc/sys/kernel/random/boot_id holds.
+var bootIDForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
 func (m *Machine) BootID(ctx context.Context) (string, error) {
 	out, err := m.Run(ctx, "cat /proc/sys/kernel/random/boot_id")
 	return strings.TrimSpace(out), err
@@ -190,8 +194,11 @@ func (m *Machine) Reboot(ctx context.Context) error {
 		if err := m.WaitSSH(ctx); err != nil {
 			return fmt.Errorf("reboot: %w", err)
 		}
+		// Only a well-formed new ID is a new boot: a command cut short by the
+		// old system's shutdown can end without an error or an ID (seen once
+		// in CI: "rebooted" after 8 s, then the next command cut off).
 		id, err := m.BootID(ctx)
-		if err == nil && id != old {
+		if err == nil && id != old && bootIDForm.MatchString(id) {
 			return nil
 		}
 		// Still the old boot (shutdown not yet reached sshd): try again.
