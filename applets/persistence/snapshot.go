@@ -144,7 +144,8 @@ func withTop(h host.Host, fn func(t topDirs) error) error {
 // the next boot: keep the state as the snapshot PRE; make a writable copy of
 // NAME beside it; rename the state out and the copy in (a failure puts the
 // state back); forget the rollback; drop the renamed-out state (PRE holds
-// it). The state subvolume is renamed away only once its replacement exists.
+// it); prune the automatic snapshots. The state subvolume is renamed away
+// only once its replacement exists.
 func applyRollback(h host.Host, t topDirs) (string, error) {
 	b, err := h.ReadFile(filepath.Join(t.snapshots(), rollbackFile))
 	if err != nil {
@@ -195,7 +196,8 @@ func applyRollback(h host.Host, t topDirs) (string, error) {
 	if err := btrfs.DeleteSubvolume(h, out); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("the state is snapshot %s now; the state before it is snapshot %s", name, pre), nil
+	// The rollback made an automatic snapshot: prune the oldest.
+	return fmt.Sprintf("the state is snapshot %s now; the state before it is snapshot %s", name, pre), prune(h, t)
 }
 
 const nothingPending = "no rollback pending"
@@ -218,10 +220,7 @@ func (rollbackStep) Apply(e *env) (string, error) {
 	var note string
 	err := withTop(e.h, func(t topDirs) error {
 		var err error
-		// A rollback applied made an automatic snapshot: prune the oldest.
-		if note, err = applyRollback(e.h, t); err == nil && note != nothingPending {
-			err = prune(e.h, t)
-		}
+		note, err = applyRollback(e.h, t)
 		return err
 	})
 	return note, err
