@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 
 	"lightwhale/internal/host"
 	"lightwhale/internal/latedisk"
+	"lightwhale/internal/modalias"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
@@ -87,49 +86,17 @@ func (l *loader) loadAsync(mods []string) []string {
 	return mods
 }
 
-func (s System) aliases() (*Aliases, error) {
+func (s System) aliases() (*modalias.Aliases, error) {
 	f, err := os.Open(filepath.Join(s.Modules, "modules.alias"))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return ParseAliases(f)
+	return modalias.Parse(f)
 }
 
 // modaliases reads the modalias of every device in sysfs, each once.
-func (s System) modaliases() []string {
-	seen := map[string]bool{}
-	filepath.WalkDir(filepath.Join(string(s.Sys), "devices"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Name() == "modalias" && d.Type().IsRegular() {
-			if m := readTrim(p); m != "" {
-				seen[m] = true
-			}
-		}
-		return nil
-	})
-	out := make([]string, 0, len(seen))
-	for m := range seen {
-		out = append(out, m)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// coldplugModules resolves the modaliases of the devices present to modules.
-func coldplugModules(a *Aliases, modaliases []string) []string {
-	set := map[string]bool{}
-	for _, m := range modaliases {
-		for _, mod := range a.Lookup(m) {
-			set[mod] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for m := range set {
-		out = append(out, m)
-	}
-	sort.Strings(out)
-	return out
-}
+func (s System) modaliases() []string { return modalias.Scan(string(s.Sys)) }
 
 func (s System) coldplugCmd(out io.Writer, dry bool) error {
 	a, err := s.aliases()
@@ -145,7 +112,7 @@ func (s System) coldplugCmd(out io.Writer, dry bool) error {
 		return nil
 	}
 	l := &loader{load: s.Load, asked: map[string]bool{}, log: logf(out)}
-	l.loadAll(coldplugModules(a, s.modaliases()))
+	l.loadAll(a.Modules(s.modaliases()))
 	s.nameVirtioPorts(out)
 	return nil
 }
@@ -196,7 +163,7 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 		loader: &loader{load: s.Load, asked: map[string]bool{}, log: log}, late: map[string]bool{}}
 	t0 := time.Now()
 	present := s.modaliases()
-	mods := coldplugModules(a, present)
+	mods := a.Modules(present)
 	scanned := time.Since(t0)
 	d.loader.loadAll(mods)
 	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs)", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
@@ -216,7 +183,7 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 			d.handle(e)
 		case <-overflow:
 			log("uevents were lost; loading drivers for every device again")
-			d.loader.loadAll(coldplugModules(a, s.modaliases()))
+			d.loader.loadAll(a.Modules(s.modaliases()))
 			s.nameVirtioPorts(out)
 		}
 	}
@@ -225,7 +192,7 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 // dispatcher acts on uevents.
 type dispatcher struct {
 	System
-	aliases *Aliases
+	aliases *modalias.Aliases
 	loader  *loader
 	log     func(string, ...any)
 	booted  bool            // coldplug and settle are over: S40network handles the NICs present

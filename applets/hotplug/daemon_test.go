@@ -13,6 +13,7 @@ import (
 
 	"lightwhale/internal/cli"
 	"lightwhale/internal/latedisk"
+	"lightwhale/internal/modalias"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
 )
@@ -26,6 +27,25 @@ type fakeSystem struct {
 	dhcp   chan string
 	motd   int
 }
+
+// Lines as Debian's modules.alias writes them.
+const aliasFile = `# Aliases extracted from modules themselves.
+alias pci:v*d*sv*sd*bc01sc06i01* ahci
+alias pci:v00008086d00002922sv*sd*bc*sc*i* ahci
+alias pci:v*d*sv*sd*bc01sc08i02* nvme
+alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage
+alias usb:v*p*d*dc*dsc*dp*ic08isc06ip62in* uas
+alias usb:v0BC2p2300d*dc*dsc*dp*ic*isc*ip*in* usb_storage
+alias scsi:t-0x00* sd_mod
+alias scsi:t-0x0e* sd_mod
+alias virtio:d00000002v* virtio_blk
+alias virtio:d00000001v* virtio_net
+alias mmc:block mmc_block
+alias acpi*:PNP0A03:* pci_root
+alias sdio:c*v02D0d4324* brcmfmac
+alias pci:v000010ECd00008168sv*sd*bc*sc*i* r8169
+alias pci:v000010ECd0000816[89]sv*sd*bc*sc*i* r8169_variant
+`
 
 func newFake(t *testing.T, sys Sysfs) *fakeSystem {
 	root := t.TempDir()
@@ -48,7 +68,7 @@ func newFake(t *testing.T, sys Sysfs) *fakeSystem {
 }
 
 func (f *fakeSystem) dispatcher(t *testing.T, booted bool) *dispatcher {
-	a, err := ParseAliases(strings.NewReader(aliasFile))
+	a, err := modalias.Parse(strings.NewReader(aliasFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +112,7 @@ func TestHandleLoadsEachModuleOnce(t *testing.T) {
 }
 
 func TestColdplugModules(t *testing.T) {
-	a, _ := ParseAliases(strings.NewReader(aliasFile))
+	a, _ := modalias.Parse(strings.NewReader(aliasFile))
 	s := sysfsTree(t, map[string]string{
 		"devices/pci0000:00/0000:00:1f.2/modalias":         "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
 		"devices/pci0000:00/0000:00:05.0/modalias":         "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
@@ -101,7 +121,7 @@ func TestColdplugModules(t *testing.T) {
 		"devices/platform/unknown/modalias":                "platform:nothing-known",
 	}, nil)
 	f := newFake(t, s)
-	got := coldplugModules(a, f.modaliases())
+	got := a.Modules(f.modaliases())
 	if diff := cmp.Diff([]string{"ahci", "nvme", "virtio_blk"}, got); diff != "" {
 		t.Errorf("coldplug modules (-want +got):\n%s", diff)
 	}

@@ -1,8 +1,9 @@
 // Package stage1 is /init of the initramfs: it loads the few modules needed
-// to mount the root squashfs (loop, squashfs, overlay), attaches the squashfs
-// that the initramfs carries to a read-only loop device, mounts it and
-// switch_roots into /sbin/init. The squashfs lives in RAM from then on: the
-// boot medium is never touched again.
+// to mount the root squashfs (loop, squashfs, isofs), finds the boot medium
+// (loading the drivers its controller and bus ask for), copies the root
+// squashfs from it into RAM, attaches the copy to a read-only loop device,
+// mounts it and switch_roots into /sbin/init. The boot medium is never
+// touched again.
 package stage1
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,22 +22,24 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/modalias"
 )
 
 const name = "init"
 
 const about = `Stage 1 of the Lightwhale boot, run by the kernel as /init of the
 initramfs (PID 1 only). It mounts /proc /sys /dev, loads the modules listed
-in /etc/modules, mounts /rootfs.squashfs read-only through a loop device on
-/newroot and switches root to /sbin/init (or to init= from the kernel
-command line).`
+in /etc/modules and the drivers of the devices present, finds the boot
+medium (an ISO 9660 volume LIGHTWHALE* holding lightwhale/rootfs.squashfs
+of this build), copies that image into RAM, mounts it read-only through a
+loop device on /newroot and switches root to /sbin/init (or to init= from
+the kernel command line).`
 
 // Paths inside the initramfs.
 const (
-	squashfsPath = "/rootfs.squashfs"
-	modulesPath  = "/etc/modules"
-	newRoot      = "/newroot"
-	defaultInit  = "/sbin/init"
+	modulesPath = "/etc/modules"
+	newRoot     = "/newroot"
+	defaultInit = "/sbin/init"
 )
 
 // Main is the applet.
@@ -78,17 +82,31 @@ func boot(stdio cli.IO) error {
 	}
 	init := InitFromCmdline(string(cmdline))
 
-	loadModules(stdio)
-
-	dev, err := attachReadOnly(squashfsPath)
+	p, aliases := loadModules(stdio)
+	load := func(m string) error {
+		if p == nil {
+			return errors.New("no module prober")
+		}
+		return p.Probe(m, "")
+	}
+	img, err := rootImageFromMedium(stdio, aliases, load)
 	if err != nil {
 		return err
+	}
+	dev, err := attachReadOnly(img)
+	if err != nil {
+		return err
+	}
+	// The loop device holds the copy open: the tmpfs lives on, out of
+	// sight, as long as the root filesystem is mounted.
+	if err := unix.Unmount(ramDir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach %s: %w", ramDir, err)
 	}
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", newRoot, err)
 	}
 	if _, err := mount.Mount(dev, newRoot, "squashfs", "", unix.MS_RDONLY); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", squashfsPath, dev, newRoot, err)
+		return fmt.Errorf("mount the root image (%s) on %s: %w", dev, newRoot, err)
 	}
 	// The guest's uptime here is make bench's "stage 1 done" figure.
 	fmt.Fprintf(stdio.Err, "lightwhale stage 1: root squashfs mounted from %s, starting %s at %s s uptime\n", dev, init, uptime())
@@ -100,30 +118,47 @@ func boot(stdio cli.IO) error {
 	return nil
 }
 
-// loadModules loads the listed modules with their dependencies. A failure is
-// reported, not fatal: a module may be built in, and the mount that follows
-// says clearly what is missing.
-func loadModules(stdio cli.IO) {
+// loadModules loads the listed modules with their dependencies, and returns
+// the prober and the initramfs's module aliases for the drivers loaded
+// later. A failure is reported, not fatal: a module may be built in, and
+// what follows says clearly what is missing.
+func loadModules(stdio cli.IO) (*kmodule.Prober, *modalias.Aliases) {
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: "+format+"\n", a...)
+	}
+	aliases := &modalias.Aliases{}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	if f, err := os.Open(filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]), "modules.alias")); err != nil {
+		logf("%v", err)
+	} else {
+		if aliases, err = modalias.Parse(f); err != nil {
+			logf("%v", err)
+			aliases = &modalias.Aliases{}
+		}
+		f.Close()
+	}
+	p, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		logf("modules: %v", err)
+		return nil, aliases
+	}
 	f, err := os.Open(modulesPath)
 	if err != nil {
-		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\n", err)
-		return
+		logf("%v", err)
+		return p, aliases
 	}
 	defer f.Close()
 	names, err := ParseModules(f)
 	if err != nil {
-		fmt.Fprintf(stdio.Err, "lightwhale stage 1: %s: %v\n", modulesPath, err)
-	}
-	p, err := kmodule.NewProber(kmodule.ProbeOpts{})
-	if err != nil {
-		fmt.Fprintf(stdio.Err, "lightwhale stage 1: modules: %v\n", err)
-		return
+		logf("%s: %v", modulesPath, err)
 	}
 	for _, n := range names {
 		if err := p.Probe(n, ""); err != nil {
-			fmt.Fprintf(stdio.Err, "lightwhale stage 1: load module %s: %v\n", n, err)
+			logf("load module %s: %v", n, err)
 		}
 	}
+	return p, aliases
 }
 
 // attachReadOnly attaches file to a free loop device and returns its path.

@@ -1,6 +1,11 @@
 package stage1
 
 import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,6 +48,68 @@ func TestInitFromCmdline(t *testing.T) {
 	} {
 		if got := InitFromCmdline(tc.cmdline); got != tc.want {
 			t.Errorf("InitFromCmdline(%q) = %q, want %q", tc.cmdline, got, tc.want)
+		}
+	}
+}
+
+// The volume ID of a real ISO 9660 image (xorriso, as iso/build.sh makes
+// the ISO), and nothing from bytes that are not a primary volume descriptor.
+func TestVolumeID(t *testing.T) {
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skip("xorriso is not installed (scripts/deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iso := filepath.Join(t.TempDir(), "t.iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-r", "-volid", "LIGHTWHALE_0_9", "-o", iso, dir).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v: %s", err, out)
+	}
+	if got := readVolumeID(iso); got != "LIGHTWHALE_0_9" {
+		t.Errorf("volume ID %q; want LIGHTWHALE_0_9", got)
+	}
+	pvd := make([]byte, 2048)
+	copy(pvd, "\x01CD002")
+	if got := VolumeID(pvd); got != "" {
+		t.Errorf("VolumeID of a non-ISO descriptor = %q; want empty", got)
+	}
+	if got := VolumeID(pvd[:10]); got != "" {
+		t.Errorf("VolumeID of 10 bytes = %q; want empty", got)
+	}
+}
+
+// The ID stage 1 computes is the one iso/build.sh writes with coreutils.
+func TestRootfsIDMatchesBuild(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "rootfs.squashfs")
+	data := make([]byte, 100<<10)
+	rand.Read(data)
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", `echo "$(stat -c %s "$1") $(head -c 65536 "$1" | sha256sum | cut -d' ' -f1)"`, "sh", img).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseRootfsID(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadRootfsID(bytes.NewReader(data), int64(len(data)))
+	if err != nil || got != want {
+		t.Errorf("ReadRootfsID = %v, %v; want %v", got, err, want)
+	}
+	data[70<<10] ^= 1 // past the head: the same ID
+	if again, _ := ReadRootfsID(bytes.NewReader(data), int64(len(data))); again != want {
+		t.Errorf("a change past the first 64 KiB changed the ID")
+	}
+	data[0] ^= 1
+	if other, _ := ReadRootfsID(bytes.NewReader(data), int64(len(data))); other == want {
+		t.Errorf("a change in the first 64 KiB kept the ID")
+	}
+	for _, bad := range []string{"", "12", "x " + want.Head, "-5 " + want.Head, "12 abc", "12 " + want.Head + " extra"} {
+		if _, err := ParseRootfsID(bad); err == nil {
+			t.Errorf("ParseRootfsID(%q): no error", bad)
 		}
 	}
 }

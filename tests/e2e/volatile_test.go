@@ -74,6 +74,18 @@ func TestVolatileBIOS(t *testing.T) {
 	if strings.Contains(g.run("ls /"), "lw-e2e") {
 		t.Fatal("a file from the previous boot is in /")
 	}
+
+	// Runs from RAM: stage 1 copied the root image off the CD, so with the
+	// CD gone and the page cache dropped, the largest binaries still read
+	// whole and a container still runs.
+	wantMatch(t, "stage 1's console line", g.BootLog(), `root image copied from /dev/sr0 into RAM`)
+	if out, err := g.Monitor(t.Context(), "eject -f cd0-drive"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("eject the CD: %v %q", err, out)
+	}
+	g.sudo("! dd if=/dev/sr0 of=/dev/null bs=2048 count=1 2>/dev/null") // no medium
+	g.sudo("sync && echo 3 >/proc/sys/vm/drop_caches && cat /usr/sbin/dockerd /usr/bin/containerd >/dev/null")
+	g.buildBusyboxImage("") // the reboot forgot the image
+	wantEqual(t, "a container with the CD ejected", g.run("docker run --rm "+bbImage+" echo from-ram"), "from-ram")
 	g.poweroff()
 }
 

@@ -58,7 +58,7 @@ type BootFiles struct{ Kernel, Initrd string }
 
 // FindBootFiles guesses the kernel and initramfs inside the ISO by name:
 // the largest file named like a kernel, and the largest named like an
-// initramfs (which carries the root squashfs).
+// initramfs.
 func FindBootFiles(files map[string]int64) (BootFiles, error) {
 	var b BootFiles
 	pick := func(dst *string, match func(string) bool) {
@@ -77,7 +77,7 @@ func FindBootFiles(files map[string]int64) (BootFiles, error) {
 		return strings.HasPrefix(n, "vmlinuz") || n == "bzimage" || strings.HasPrefix(n, "linux") && !strings.Contains(n, ".c32")
 	})
 	pick(&b.Initrd, func(n string) bool {
-		return strings.HasPrefix(n, "initrd") || strings.HasPrefix(n, "initramfs") || strings.HasPrefix(n, "rootfs")
+		return strings.HasPrefix(n, "initrd") || strings.HasPrefix(n, "initramfs")
 	})
 	if b.Kernel == "" || b.Initrd == "" {
 		return b, fmt.Errorf("no kernel/initramfs found among %d files in the iso (have kernel %q, initrd %q)", len(files), b.Kernel, b.Initrd)
@@ -151,28 +151,6 @@ func InitramfsEntries(path string) ([]CpioEntry, error) {
 	}
 }
 
-// SquashfsSize finds the root squashfs: a file in the ISO named *.squashfs
-// or *.sfs, else a squashfs ("hsqs") file inside the initramfs. It returns
-// where it was found and its size.
-func SquashfsSize(iso string, files map[string]int64, initrd string) (string, int64, error) {
-	for n, s := range files {
-		l := strings.ToLower(n)
-		if strings.HasSuffix(l, ".squashfs") || strings.HasSuffix(l, ".sfs") {
-			return n, s, nil
-		}
-	}
-	es, err := InitramfsEntries(initrd)
-	if err != nil && len(es) == 0 {
-		return "", 0, err
-	}
-	for _, e := range es {
-		if e.Mode&0o170000 == ModeFile && bytes.HasPrefix(e.Data, []byte("hsqs")) {
-			return "initramfs:/" + strings.TrimPrefix(e.Name, "/"), int64(len(e.Data)), nil
-		}
-	}
-	return "", 0, fmt.Errorf("no squashfs in %s nor in its initramfs (%d entries)", filepath.Base(iso), len(es))
-}
-
 // Component is one part of the ISO and its share of the ISO file's bytes.
 type Component struct {
 	Name     string `json:"name"`
@@ -225,13 +203,14 @@ func componentOf(rel string) string {
 }
 
 // ISOBreakdown splits the ISO's bytes by component, from the ISO's own
-// listing and the build's trees beside it: build/initramfs (the
-// initramfs, rootfs.squashfs inside) and build/rootfs (what the squashfs
-// holds). Bytes outside the kernel and initramfs files are the bootloader
-// (GRUB, EFI image, ISO 9660 structures). The squashfs is compressed as a
-// whole, so its bytes are shared out in proportion to each component's
-// files compressed alone (deflate, fast): an estimate, but from the files
-// actually shipped.
+// listing and the build's trees beside it: build/initramfs (what the
+// initramfs holds) and build/rootfs (what the root squashfs, a file of the
+// ISO, holds). Bytes outside the kernel, initramfs and squashfs files are
+// the bootloader (GRUB, EFI image, ISO 9660 structures). The initramfs and
+// the squashfs are compressed as a whole, so their bytes are shared out in
+// proportion to each component's files: as they are in the initramfs,
+// compressed alone (deflate, fast) in the squashfs: an estimate, but from
+// the files actually shipped.
 func ISOBreakdown(iso string) ([]Component, error) {
 	st, err := os.Stat(iso)
 	if err != nil {
@@ -245,58 +224,68 @@ func ISOBreakdown(iso string) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	return breakdown(st.Size(), files[bf.Kernel], files[bf.Initrd], filepath.Dir(iso))
+	var squashfs int64
+	for n, s := range files {
+		if strings.HasSuffix(strings.ToLower(n), ".squashfs") {
+			squashfs = s
+		}
+	}
+	if squashfs == 0 {
+		return nil, fmt.Errorf("no *.squashfs file in %s", filepath.Base(iso))
+	}
+	return breakdown(st.Size(), files[bf.Kernel], files[bf.Initrd], squashfs, filepath.Dir(iso))
 }
 
-func breakdown(isoSize, kernel, initrd int64, build string) ([]Component, error) {
+func breakdown(isoSize, kernel, initrd, squashfs int64, build string) ([]Component, error) {
 	raw := map[string]int64{}
-	share := map[string]int64{CompKernel: kernel, CompBootloader: isoSize - kernel - initrd}
+	share := map[string]int64{CompKernel: kernel, CompBootloader: isoSize - kernel - initrd - squashfs}
 	raw[CompKernel] = kernel
 
-	// The initramfs: its files as they are, the squashfs shared out below.
-	var squashfs, listed int64
-	err := walkFiles(filepath.Join(build, "initramfs"), func(rel string, size int64) error {
-		listed += size
-		if rel == "rootfs.squashfs" {
-			squashfs = size
-			return nil
+	// shareOut gives whole's bytes to the components in proportion to
+	// weight; rounding goes to the rest.
+	shareOut := func(whole int64, weight map[string]int64) {
+		var total, given int64
+		for _, n := range weight {
+			total += n
 		}
+		for c, n := range weight {
+			s := whole * n / max(total, 1)
+			share[c] += s
+			given += s
+		}
+		share[CompRest] += whole - given
+	}
+
+	inInitrd := map[string]int64{}
+	err := walkFiles(filepath.Join(build, "initramfs"), func(rel string, size int64) error {
 		c := componentOf(rel)
 		raw[c] += size
-		share[c] += size
+		inInitrd[c] += size
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if squashfs == 0 {
-		return nil, fmt.Errorf("no rootfs.squashfs in %s", filepath.Join(build, "initramfs"))
+	if len(inInitrd) == 0 {
+		return nil, fmt.Errorf("no files in %s", filepath.Join(build, "initramfs"))
 	}
-	share[CompRest] += initrd - listed // cpio headers and padding
+	shareOut(initrd, inInitrd)
 
 	packed := map[string]int64{}
-	var total int64
 	err = walkFiles(filepath.Join(build, "rootfs"), func(rel string, size int64) error {
 		c := componentOf(rel)
 		raw[c] += size
 		n, err := deflatedSize(filepath.Join(build, "rootfs", rel))
 		packed[c] += n
-		total += n
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if total == 0 {
+	if len(packed) == 0 {
 		return nil, fmt.Errorf("no files in %s", filepath.Join(build, "rootfs"))
 	}
-	var given int64
-	for c, n := range packed {
-		s := squashfs * n / total
-		share[c] += s
-		given += s
-	}
-	share[CompRest] += squashfs - given // rounding
+	shareOut(squashfs, packed)
 
 	var cs []Component
 	for _, name := range componentOrder {

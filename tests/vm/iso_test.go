@@ -50,12 +50,11 @@ func TestBreakdown(t *testing.T) {
 	put("rootfs/usr/sbin/dockerd", noise)                     // incompressible
 	put("rootfs/usr/lib/firmware/x.bin", make([]byte, 1<<20)) // zeros
 	put("rootfs/etc/hostname", []byte("lightwhale\n"))
-	put("initramfs/init", make([]byte, 1000))
+	put("initramfs/init", make([]byte, 1500))
 	put("initramfs/lib/modules/6.1/loop.ko", make([]byte, 500))
-	put("initramfs/rootfs.squashfs", make([]byte, 900_000))
-	const kernel, initrd, iso = 8_000_000, 902_000, 10_000_000
+	const kernel, initrd, squashfs, iso = 8_000_000, 1000, 900_000, 10_000_000
 
-	cs, err := breakdown(iso, kernel, initrd, build)
+	cs, err := breakdown(iso, kernel, initrd, squashfs, build)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +70,12 @@ func TestBreakdown(t *testing.T) {
 	if sum != iso {
 		t.Errorf("shares add up to %d; want the ISO's %d", sum, iso)
 	}
-	if c := got[CompBootloader]; c.ISOBytes != iso-kernel-initrd {
-		t.Errorf("bootloader %d; want %d", c.ISOBytes, iso-kernel-initrd)
+	if c := got[CompBootloader]; c.ISOBytes != iso-kernel-initrd-squashfs {
+		t.Errorf("bootloader %d; want %d", c.ISOBytes, iso-kernel-initrd-squashfs)
 	}
-	if c := got[CompModules]; c.RawBytes != 500 || c.ISOBytes != 500 {
-		t.Errorf("modules %+v; want the initramfs module, 500 bytes", c)
+	// A quarter of the initramfs's files are the module: a quarter of its bytes.
+	if c := got[CompModules]; c.RawBytes != 500 || c.ISOBytes != 250 {
+		t.Errorf("modules %+v; want the initramfs module, 500 bytes raw, 250 in the ISO", c)
 	}
 	d, f := got[CompDockerd], got[CompFirmware]
 	if d.RawBytes != 1<<20 || f.RawBytes != 1<<20 {

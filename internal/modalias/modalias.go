@@ -1,10 +1,16 @@
-package hotplug
+// Package modalias matches device modaliases to kernel modules, as
+// modprobe resolves them from modules.alias: the hotplug daemon and stage 1
+// load the drivers of the devices present by it.
+package modalias
 
 import (
 	"bufio"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -22,9 +28,9 @@ type aliasRule struct {
 	pattern, module string
 }
 
-// ParseAliases reads modules.alias ("alias PATTERN MODULE" lines; comments
+// Parse reads modules.alias ("alias PATTERN MODULE" lines; comments
 // and blank lines are skipped).
-func ParseAliases(r io.Reader) (*Aliases, error) {
+func Parse(r io.Reader) (*Aliases, error) {
 	a := &Aliases{byPrefix: map[string][]aliasRule{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -69,9 +75,40 @@ func (a *Aliases) Lookup(modalias string) []string {
 			}
 		}
 	}
-	out := make([]string, 0, len(seen))
-	for m := range seen {
-		out = append(out, m)
+	return sortedKeys(seen)
+}
+
+// Scan reads the modalias of every device under sys (/sys), each once,
+// sorted.
+func Scan(sys string) []string {
+	seen := map[string]bool{}
+	filepath.WalkDir(filepath.Join(sys, "devices"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "modalias" && d.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				seen[strings.TrimSpace(string(b))] = true
+			}
+		}
+		return nil
+	})
+	return sortedKeys(seen)
+}
+
+// Modules resolves modaliases to the modules that drive them, each once,
+// sorted.
+func (a *Aliases) Modules(modaliases []string) []string {
+	set := map[string]bool{}
+	for _, m := range modaliases {
+		for _, mod := range a.Lookup(m) {
+			set[mod] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+func sortedKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out

@@ -1,4 +1,4 @@
-package hotplug
+package modalias
 
 import (
 	"strings"
@@ -27,7 +27,7 @@ alias pci:v000010ECd0000816[89]sv*sd*bc*sc*i* r8169_variant
 `
 
 func TestLookup(t *testing.T) {
-	a, err := ParseAliases(strings.NewReader(aliasFile))
+	a, err := Parse(strings.NewReader(aliasFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +66,8 @@ func TestParseAliasesBadInput(t *testing.T) {
 		"options ahci foo=1\n",
 		"alias pci:v[ ahci\n",
 	} {
-		if _, err := ParseAliases(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), "line 1") {
-			t.Errorf("ParseAliases(%q) = %v, want an error naming line 1", in, err)
+		if _, err := Parse(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("Parse(%q) = %v, want an error naming line 1", in, err)
 		}
 	}
 }

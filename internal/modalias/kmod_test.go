@@ -1,4 +1,4 @@
-package hotplug
+package modalias
 
 import (
 	"os"
@@ -39,11 +39,11 @@ func TestLookupAgreesWithKmod(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	a, err := ParseAliases(f)
+	a, err := Parse(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	aliases := Host.modaliases()
+	aliases := Scan("/sys")
 	aliases = append(aliases,
 		"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00", // QEMU usb-storage
 		"usb:v0BC2p2300d0100dc00dsc00dp00ic08isc06ip62in00", // a UAS drive
@@ -98,13 +98,13 @@ func BenchmarkColdplugLookup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	aliases := Host.modaliases()
+	aliases := Scan("/sys")
 	b.ReportMetric(float64(len(aliases)), "modaliases")
 	for b.Loop() {
-		a, err := ParseAliases(strings.NewReader(string(data)))
+		a, err := Parse(strings.NewReader(string(data)))
 		if err != nil {
 			b.Fatal(err)
 		}
-		coldplugModules(a, aliases)
+		a.Modules(aliases)
 	}
 }

@@ -1,0 +1,281 @@
+package stage1
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
+	"lightwhale/internal/cli"
+	"lightwhale/internal/modalias"
+)
+
+// The boot medium is the ISO 9660 filesystem the machine booted from: a CD,
+// or the ISO written to a USB stick or a disk. The root image is a file on
+// it, not a part of the initramfs, so that it is held in RAM once (the
+// bootloader's copy of an initramfs and its unpacked files are two).
+const (
+	// MediumSquashfs is the root image's path on the medium (iso/build.sh).
+	MediumSquashfs = "lightwhale/rootfs.squashfs"
+	// VolumePrefix starts the volume ID of every Lightwhale ISO
+	// (LIGHTWHALE_<version>); persistence keeps away from such disks too.
+	VolumePrefix = "LIGHTWHALE"
+	// rootfsIDPath is the initramfs's note of its own root image.
+	rootfsIDPath = "/etc/rootfs.id"
+	mediumDir    = "/medium"
+	ramDir       = "/ram"
+	// mediumWait bounds the search: a USB stick behind a slow hub can take
+	// several seconds to show up, and giving up means no boot.
+	mediumWait = 30 * time.Second
+	// idHead is how much of the image its ID hashes: its superblock (with
+	// the time it was made) and first blocks, cheap to read from a CD
+	// under emulation.
+	idHead = 64 << 10
+)
+
+// RootfsID tells one build's root image from another's: its size and the
+// sha256 of its first 64 KiB. It picks the medium; it is not an integrity
+// check.
+type RootfsID struct {
+	Size int64
+	Head string
+}
+
+func (id RootfsID) String() string { return fmt.Sprintf("%d %s", id.Size, id.Head) }
+
+// ParseRootfsID reads "SIZE HEX-SHA256", as iso/build.sh writes it.
+func ParseRootfsID(s string) (RootfsID, error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return RootfsID{}, fmt.Errorf("root image ID %q: want \"SIZE SHA256\"", strings.TrimSpace(s))
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || n <= 0 {
+		return RootfsID{}, fmt.Errorf("root image ID %q: bad size", strings.TrimSpace(s))
+	}
+	if b, err := hex.DecodeString(f[1]); err != nil || len(b) != sha256.Size {
+		return RootfsID{}, fmt.Errorf("root image ID %q: bad sha256", strings.TrimSpace(s))
+	}
+	return RootfsID{Size: n, Head: f[1]}, nil
+}
+
+// ReadRootfsID computes the ID of the image in r, of the given size.
+func ReadRootfsID(r io.Reader, size int64) (RootfsID, error) {
+	h := sha256.New()
+	if _, err := io.CopyN(h, r, min(size, idHead)); err != nil {
+		return RootfsID{}, err
+	}
+	return RootfsID{Size: size, Head: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// VolumeID returns the volume identifier of an ISO 9660 filesystem, given
+// the 2 KiB at byte 32768 (its primary volume descriptor), or "".
+func VolumeID(pvd []byte) string {
+	if len(pvd) < 72 || pvd[0] != 1 || !bytes.Equal(pvd[1:6], []byte("CD001")) {
+		return ""
+	}
+	return strings.TrimRight(string(pvd[40:72]), " \x00")
+}
+
+// readVolumeID reads the volume ID of the block device at path, or "".
+func readVolumeID(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	pvd := make([]byte, 2048)
+	if _, err := f.ReadAt(pvd, 16*2048); err != nil {
+		return ""
+	}
+	return VolumeID(pvd)
+}
+
+// blockDevices lists the block devices of sysfs (disks and partitions),
+// sorted.
+func blockDevices(sys string) []string {
+	es, _ := os.ReadDir(filepath.Join(sys, "class/block"))
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// finder looks for the boot medium, loading the drivers that the devices
+// present ask for: each driver can reveal more devices (a USB controller
+// its stick, a SATA controller its disk), so it looks again until the
+// medium is found or mediumWait has passed.
+type finder struct {
+	want    RootfsID
+	aliases *modalias.Aliases
+	load    func(module string) error
+	log     func(format string, a ...any)
+	loaded  map[string]bool
+	refused map[string]string // device -> why it is not the medium
+}
+
+func (f *finder) find() (string, error) {
+	start := time.Now()
+	told := false
+	for {
+		for _, m := range f.aliases.Modules(modalias.Scan("/sys")) {
+			if !f.loaded[m] {
+				f.loaded[m] = true
+				if err := f.load(m); err != nil {
+					f.log("load module %s: %v", m, err)
+				}
+			}
+		}
+		for _, dev := range blockDevices("/sys") {
+			if _, ok := f.refused[dev]; ok {
+				continue
+			}
+			vol := readVolumeID("/dev/" + dev)
+			if !strings.HasPrefix(vol, VolumePrefix) {
+				continue // not (yet) readable, or another filesystem
+			}
+			if err := f.check(dev); err != nil {
+				f.refused[dev] = fmt.Sprintf("%s (%s): %v", dev, vol, err)
+				f.log("%s", f.refused[dev])
+				continue
+			}
+			return dev, nil
+		}
+		if time.Since(start) > mediumWait {
+			return "", f.notFound()
+		}
+		if !told && time.Since(start) > 3*time.Second {
+			f.log("waiting up to %s for the boot medium", mediumWait)
+			told = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// check mounts dev on mediumDir and keeps it mounted if its root image is
+// the one this initramfs was built with.
+func (f *finder) check(dev string) error {
+	if err := os.MkdirAll(mediumDir, 0o755); err != nil {
+		return err
+	}
+	if _, err := mount.Mount("/dev/"+dev, mediumDir, "iso9660", "", unix.MS_RDONLY); err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	err := func() error {
+		img, err := os.Open(filepath.Join(mediumDir, MediumSquashfs))
+		if err != nil {
+			return fmt.Errorf("no %s on it", MediumSquashfs)
+		}
+		defer img.Close()
+		st, err := img.Stat()
+		if err != nil {
+			return err
+		}
+		got, err := ReadRootfsID(img, st.Size())
+		if err != nil {
+			return fmt.Errorf("read %s: %w", MediumSquashfs, err)
+		}
+		if got != f.want {
+			return errors.New("another build's root image (this kernel's initramfs was made with a different one)")
+		}
+		return nil
+	}()
+	if err != nil {
+		unix.Unmount(mediumDir, 0)
+	}
+	return err
+}
+
+func (f *finder) notFound() error {
+	var why []string
+	for _, r := range f.refused {
+		why = append(why, r)
+	}
+	sort.Strings(why)
+	msg := fmt.Sprintf("the boot medium was not found in %s: no %s* ISO 9660 volume with this build's %s", mediumWait, VolumePrefix, MediumSquashfs)
+	if len(why) > 0 {
+		msg += "; refused: " + strings.Join(why, "; ")
+	}
+	return errors.New(msg)
+}
+
+// copyToRAM copies the medium's root image into a tmpfs of its own, sized
+// to it (the initramfs's tmpfs is capped at half the RAM), and returns the
+// copy's path.
+func copyToRAM(want RootfsID) (string, error) {
+	src, err := os.Open(filepath.Join(mediumDir, MediumSquashfs))
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+		return "", err
+	}
+	size := (want.Size + 2<<20) &^ (1<<20 - 1)
+	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", size), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return "", fmt.Errorf("mount a tmpfs for the root image: %w", err)
+	}
+	dst := filepath.Join(ramDir, "rootfs.squashfs")
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
+	if err != nil {
+		return "", err
+	}
+	n, err := io.Copy(out, src)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != want.Size {
+		err = fmt.Errorf("copied %d bytes of %d", n, want.Size)
+	}
+	if err != nil {
+		return "", fmt.Errorf("copy the root image from the boot medium into RAM: %w", err)
+	}
+	return dst, nil
+}
+
+// loadRootfsID reads the initramfs's note of its root image.
+func loadRootfsID() (RootfsID, error) {
+	b, err := os.ReadFile(rootfsIDPath)
+	if err != nil {
+		return RootfsID{}, err
+	}
+	return ParseRootfsID(string(b))
+}
+
+// rootImageFromMedium finds the boot medium, copies its root image into
+// RAM and lets the medium go. It returns the copy.
+func rootImageFromMedium(stdio cli.IO, aliases *modalias.Aliases, load func(string) error) (string, error) {
+	want, err := loadRootfsID()
+	if err != nil {
+		return "", err
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stdio.Err, "lightwhale stage 1: "+format+"\n", a...)
+	}
+	f := &finder{want: want, aliases: aliases, load: load, log: logf, loaded: map[string]bool{}, refused: map[string]string{}}
+	dev, err := f.find()
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	img, err := copyToRAM(want)
+	unix.Unmount(mediumDir, 0)
+	if err != nil {
+		return "", err
+	}
+	logf("root image copied from /dev/%s into RAM (%d MiB in %.1fs); the medium may be removed", dev, want.Size>>20, time.Since(t0).Seconds())
+	return img, nil
+}
