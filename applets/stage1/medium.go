@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -212,38 +213,92 @@ func (f *finder) notFound() error {
 	return errors.New(msg)
 }
 
-// copyToRAM copies the medium's root image into a tmpfs of its own, sized
-// to it (the initramfs's tmpfs is capped at half the RAM), and returns the
-// copy's path.
-func copyToRAM(want RootfsID) (string, error) {
-	src, err := os.Open(filepath.Join(mediumDir, MediumSquashfs))
+// loopChangeFD is LOOP_CHANGE_FD (linux/loop.h): it swaps the file behind
+// a read-only loop device for another of the same size, under the mounted
+// filesystem, as live CDs move to RAM.
+const loopChangeFD = 0x4C06
+
+// toRAM is the copier's work, in a child of stage 1 that outlives the
+// switch to the root filesystem: it copies the root image from the medium
+// (src) into its tmpfs (dst), moves the loop device over to the copy
+// (dstRO), and lets the medium go. Until then the system reads the medium.
+func toRAM(src, dst, dstRO, loopDev *os.File, size int64) error {
+	t0 := time.Now()
+	n, err := io.Copy(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != size {
+		err = fmt.Errorf("copied %d bytes of %d", n, size)
+	}
 	if err != nil {
-		return "", err
+		return fmt.Errorf("copy the root image into RAM: %w", err)
+	}
+	if err := unix.IoctlSetInt(int(loopDev.Fd()), loopChangeFD, int(dstRO.Fd())); err != nil {
+		return fmt.Errorf("move the root filesystem's loop device to the copy in RAM: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "lightwhale stage 1: root image copied into RAM (%d MiB in %.1fs); the boot medium may be removed\n", size>>20, time.Since(t0).Seconds())
+	return nil
+}
+
+// startCopy prepares the copy's tmpfs, sized to the image (the initramfs's
+// own tmpfs is capped at half the RAM), and starts the copier with the four
+// files it needs: it must not rely on paths, which the switch of root
+// moves or deletes.
+func startCopy(img string, size int64, loopDev string) error {
+	src, err := os.Open(img)
+	if err != nil {
+		return err
 	}
 	defer src.Close()
 	if err := os.MkdirAll(ramDir, 0o700); err != nil {
-		return "", err
+		return err
 	}
-	size := (want.Size + 2<<20) &^ (1<<20 - 1)
-	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", size), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return "", fmt.Errorf("mount a tmpfs for the root image: %w", err)
+	tmpfsSize := (size + 2<<20) &^ (1<<20 - 1)
+	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return fmt.Errorf("mount a tmpfs for the root image: %w", err)
 	}
-	dst := filepath.Join(ramDir, "rootfs.squashfs")
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
+	copyPath := filepath.Join(ramDir, "rootfs.squashfs")
+	dst, err := os.OpenFile(copyPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
 	if err != nil {
-		return "", err
+		return err
 	}
-	n, err := io.Copy(out, src)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n != want.Size {
-		err = fmt.Errorf("copied %d bytes of %d", n, want.Size)
-	}
+	defer dst.Close()
+	dstRO, err := os.Open(copyPath)
 	if err != nil {
-		return "", fmt.Errorf("copy the root image from the boot medium into RAM: %w", err)
+		return err
 	}
-	return dst, nil
+	defer dstRO.Close()
+	loop, err := os.Open(loopDev)
+	if err != nil {
+		return err
+	}
+	defer loop.Close()
+	cmd := exec.Command("/proc/self/exe", copierFlag, strconv.FormatInt(size, 10))
+	cmd.Args[0] = name
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{src, dst, dstRO, loop} // fds 3, 4, 5, 6
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the copy into RAM: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// copier runs toRAM on the files startCopy passed.
+func copier(size string) error {
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("bad size %q", size)
+	}
+	src := os.NewFile(3, "medium image")
+	if err := toRAM(src, os.NewFile(4, "copy"), os.NewFile(5, "copy (read-only)"), os.NewFile(6, "loop device"), n); err != nil {
+		return err
+	}
+	src.Close()
+	// Paths in the initramfs, which this process still sees as its root.
+	unix.Unmount(mediumDir, unix.MNT_DETACH)
+	unix.Unmount(ramDir, unix.MNT_DETACH)
+	return nil
 }
 
 // loadRootfsID reads the initramfs's note of its root image.
@@ -255,12 +310,11 @@ func loadRootfsID() (RootfsID, error) {
 	return ParseRootfsID(string(b))
 }
 
-// rootImageFromMedium finds the boot medium, copies its root image into
-// RAM and lets the medium go. It returns the copy.
-func rootImageFromMedium(stdio cli.IO, aliases *modalias.Aliases, load func(string) error) (string, error) {
+// findMedium finds the boot medium, mounts it and returns its root image.
+func findMedium(stdio cli.IO, aliases *modalias.Aliases, load func(string) error) (string, RootfsID, error) {
 	want, err := loadRootfsID()
 	if err != nil {
-		return "", err
+		return "", want, err
 	}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdio.Err, "lightwhale stage 1: "+format+"\n", a...)
@@ -268,14 +322,8 @@ func rootImageFromMedium(stdio cli.IO, aliases *modalias.Aliases, load func(stri
 	f := &finder{want: want, aliases: aliases, load: load, log: logf, loaded: map[string]bool{}, refused: map[string]string{}}
 	dev, err := f.find()
 	if err != nil {
-		return "", err
+		return "", want, err
 	}
-	t0 := time.Now()
-	img, err := copyToRAM(want)
-	unix.Unmount(mediumDir, 0)
-	if err != nil {
-		return "", err
-	}
-	logf("root image copied from /dev/%s into RAM (%d MiB in %.1fs); the medium may be removed", dev, want.Size>>20, time.Since(t0).Seconds())
-	return img, nil
+	logf("boot medium: /dev/%s", dev)
+	return filepath.Join(mediumDir, MediumSquashfs), want, nil
 }

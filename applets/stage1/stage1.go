@@ -40,6 +40,8 @@ const (
 	modulesPath = "/etc/modules"
 	newRoot     = "/newroot"
 	defaultInit = "/sbin/init"
+	// copierFlag starts the copy of the root image into RAM (startCopy).
+	copierFlag = "copy-to-ram"
 )
 
 // Main is the applet.
@@ -47,6 +49,13 @@ func Main(args []string, stdio cli.IO) int {
 	fs := cli.NewFlagSet(name, "", about, stdio.Err)
 	if code, done := cli.Parse(fs, args); done {
 		return code
+	}
+	if fs.NArg() == 2 && fs.Arg(0) == copierFlag {
+		if err := copier(fs.Arg(1)); err != nil {
+			fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v; the system runs from the boot medium: do not remove it\n", err)
+			return 1
+		}
+		return 0
 	}
 	if os.Getpid() != 1 {
 		return cli.Fail(stdio, name, errors.New("only the kernel runs this, as PID 1 of the initramfs"))
@@ -89,7 +98,7 @@ func boot(stdio cli.IO) error {
 		}
 		return p.Probe(m, "")
 	}
-	img, err := rootImageFromMedium(stdio, aliases, load)
+	img, id, err := findMedium(stdio, aliases, load)
 	if err != nil {
 		return err
 	}
@@ -97,16 +106,16 @@ func boot(stdio cli.IO) error {
 	if err != nil {
 		return err
 	}
-	// The loop device holds the copy open: the tmpfs lives on, out of
-	// sight, as long as the root filesystem is mounted.
-	if err := unix.Unmount(ramDir, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach %s: %w", ramDir, err)
-	}
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", newRoot, err)
 	}
 	if _, err := mount.Mount(dev, newRoot, "squashfs", "", unix.MS_RDONLY); err != nil {
 		return fmt.Errorf("mount the root image (%s) on %s: %w", dev, newRoot, err)
+	}
+	// The boot goes on from the medium while a child copies the image into
+	// RAM and moves the loop device over to the copy.
+	if err := startCopy(img, id.Size, dev); err != nil {
+		return err
 	}
 	// The guest's uptime here is make bench's "stage 1 done" figure.
 	fmt.Fprintf(stdio.Err, "lightwhale stage 1: root squashfs mounted from %s, starting %s at %s s uptime\n", dev, init, uptime())

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseModules(t *testing.T) {
@@ -111,5 +112,86 @@ func TestRootfsIDMatchesBuild(t *testing.T) {
 		if _, err := ParseRootfsID(bad); err == nil {
 			t.Errorf("ParseRootfsID(%q): no error", bad)
 		}
+	}
+}
+
+// The move to RAM on a real loop device: a squashfs mounted from one file
+// keeps reading, whole, after toRAM has moved the loop device to a copy and
+// the original is gone.
+func TestToRAMMovesTheLoopDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mounts")
+	}
+	if _, err := exec.LookPath("mksquashfs"); err != nil {
+		t.Skip("mksquashfs is not installed (scripts/deps.sh installs squashfs-tools)")
+	}
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.Mkdir(tree, 0o755)
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(tree, "blob"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	medium := filepath.Join(dir, "medium.squashfs")
+	if out, err := exec.Command("mksquashfs", tree, medium, "-quiet", "-no-progress", "-comp", "zstd").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v: %s", err, out)
+	}
+	dev, err := attachReadOnly(medium)
+	if err != nil {
+		t.Skipf("no loop device: %v", err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if err := unix.Mount(dev, mnt, "squashfs", unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.Unmount(mnt, 0)
+		if f, err := os.Open(dev); err == nil {
+			unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+			f.Close()
+		}
+	})
+
+	st, _ := os.Stat(medium)
+	copyPath := filepath.Join(dir, "copy.squashfs")
+	src, _ := os.Open(medium)
+	dst, _ := os.Create(copyPath)
+	dstRO, _ := os.Open(copyPath)
+	loop, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*os.File{src, dstRO, loop} {
+		defer f.Close()
+	}
+	if err := toRAM(src, dst, dstRO, loop, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	backing, _ := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop/backing_file"))
+	if got := strings.TrimSpace(string(backing)); got != copyPath {
+		t.Errorf("%s is backed by %q; want the copy %q", dev, got, copyPath)
+	}
+	if err := os.Remove(medium); err != nil {
+		t.Fatal(err)
+	}
+	unix.Sync()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
+	got, err := os.ReadFile(filepath.Join(mnt, "blob"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("after the move, the file reads %d bytes (%v); want the same %d bytes", len(got), err, len(data))
+	}
+
+	// A short copy is refused before the loop device is touched.
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("x"), 0o400)
+	s1, _ := os.Open(short)
+	defer s1.Close()
+	d2, _ := os.Create(filepath.Join(dir, "copy2"))
+	d2RO, _ := os.Open(filepath.Join(dir, "copy2"))
+	defer d2RO.Close()
+	if err := toRAM(s1, d2, d2RO, loop, st.Size()); err == nil || !strings.Contains(err.Error(), "copied 1 bytes of") {
+		t.Errorf("toRAM of a short image: %v; want a short-copy error", err)
 	}
 }
