@@ -79,14 +79,29 @@ func (a *Aliases) Lookup(modalias string) []string {
 }
 
 // Scan reads the modalias of every device under sys (/sys), each once,
-// sorted.
+// sorted: from its modalias file, or from the MODALIAS= of its uevent file
+// (an SD card has no modalias file; its driver would never be asked for).
 func Scan(sys string) []string {
 	seen := map[string]bool{}
 	filepath.WalkDir(filepath.Join(sys, "devices"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Name() == "modalias" && d.Type().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-				seen[strings.TrimSpace(string(b))] = true
+		if err != nil || !d.Type().IsRegular() || d.Name() != "modalias" && d.Name() != "uevent" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		text := string(b)
+		if d.Name() == "uevent" {
+			text = ""
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "MODALIAS="); ok {
+					text = v
+				}
 			}
+		}
+		if m := strings.TrimSpace(text); m != "" {
+			seen[m] = true
 		}
 		return nil
 	})

@@ -1,6 +1,8 @@
 package modalias
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,5 +71,26 @@ func TestParseAliasesBadInput(t *testing.T) {
 		if _, err := Parse(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("Parse(%q) = %v, want an error naming line 1", in, err)
 		}
+	}
+}
+
+// Scan finds a device's modalias in its modalias file or, when it has none
+// (an SD card), in its uevent file; each once.
+func TestScan(t *testing.T) {
+	sys := t.TempDir()
+	put := func(rel, content string) {
+		p := filepath.Join(sys, "devices", rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("pci0000:00/0000:00:06.0/modalias", "pci:v00001B36d00000007sv*\n")
+	put("pci0000:00/0000:00:06.0/uevent", "DRIVER=sdhci-pci\nMODALIAS=pci:v00001B36d00000007sv*\n")
+	put("pci0000:00/0000:00:06.0/mmc_host/mmc0/mmc0:4567/uevent", "DRIVER=\nMMC_TYPE=SD\nMODALIAS=mmc:block\n")
+	put("platform/serial8250/uevent", "DRIVER=serial8250\n")
+	want := []string{"mmc:block", "pci:v00001B36d00000007sv*"}
+	if diff := cmp.Diff(want, Scan(sys)); diff != "" {
+		t.Errorf("Scan (-want +got):\n%s", diff)
 	}
 }

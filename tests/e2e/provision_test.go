@@ -28,8 +28,10 @@ import (
 
 // kernelBoot extracts the ISO's kernel and initramfs and returns a config
 // that boots them directly with the ISO's own kernel arguments plus extra,
-// as a bootloader entry edited by a user would.
-func kernelBoot(t *testing.T, iso, extra string) vm.Config {
+// as a bootloader entry edited by a user would; the seeds are CDs (the
+// first is /dev/sr0), and the ISO itself, where stage 1 finds the root
+// image, is the last CD.
+func kernelBoot(t *testing.T, iso, extra string, seeds ...string) vm.Config {
 	t.Helper()
 	dir := t.TempDir()
 	files, err := vm.ISOFiles(iso)
@@ -40,7 +42,7 @@ func kernelBoot(t *testing.T, iso, extra string) vm.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := vm.Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd")}
+	cfg := vm.Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"), CDROMs: append(seeds, iso)}
 	for src, dst := range map[string]string{bf.Kernel: cfg.Kernel, bf.Initrd: cfg.Initrd, "/boot/grub/grub.cfg": filepath.Join(dir, "grub.cfg")} {
 		if err := vm.ExtractFromISO(iso, src, dst); err != nil {
 			t.Fatal(err)
@@ -339,9 +341,8 @@ ethernets:
 	if err := vm.NewDisk(disk, 2048, ""); err != nil {
 		t.Fatal(err)
 	}
-	cfg := kernelBoot(t, iso, "lightwhale.persist=/dev/vda lightwhale.proxy=http://10.0.2.2:3128")
+	cfg := kernelBoot(t, iso, "lightwhale.persist=/dev/vda lightwhale.proxy=http://10.0.2.2:3128", seed)
 	cfg.Disks = []vm.Disk{{Path: disk}}
-	cfg.CDROMs = []string{seed}
 	cfg.NICs = []vm.NIC{{Segment: seg, MAC: lanMAC}}
 	cfg.SSHKey = signer
 	cfg.RTCBase = "2020-01-01"
@@ -469,9 +470,8 @@ func TestProvisionBrokenSeed(t *testing.T) {
 	data := ext4Disk(t, filepath.Join(t.TempDir(), "someone.img"))
 	data.Bus = vm.Virtio
 	before := hashes(t, []vm.Disk{data})
-	cfg := kernelBoot(t, iso, "lightwhale.persist=/dev/vda")
+	cfg := kernelBoot(t, iso, "lightwhale.persist=/dev/vda", seed)
 	cfg.Disks = []vm.Disk{data}
-	cfg.CDROMs = []string{seed}
 	g := boot(t, cfg) // with op/opsecret: the defaults
 	g.waitDocker()
 
