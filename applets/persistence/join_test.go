@@ -53,6 +53,8 @@ func short(s Step) string {
 		return "mkswap " + strings.Join(mapStrings(s.Devices, base), ",")
 	case replaceStep:
 		return fmt.Sprintf("replace %d %s", s.DevID, base(s.Device))
+	case growStep:
+		return fmt.Sprintf("grow %d %s", s.DevID, base(s.Device))
 	case addStep:
 		return "add " + strings.Join(mapStrings(s.Devices, base), ",")
 	case renameStep:
@@ -119,6 +121,14 @@ func TestPlanJoin(t *testing.T) {
 		{name: "raid1-degraded+1", fs: fsState(2, []uint64{2}, "raid1", "raid1", 1),
 			disks: []*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 8))},
 			steps: []string{"partition sdc", "register sdc", "mkswap sdc1", "replace 2 sdc2", "rename sdc", "swapon sdc1", "restore raid1/raid1"},
+			notes: []string{"/dev/sda already belongs"}},
+		{name: "raid1-degraded+1-bigger: the replacement is grown", fs: fsState(2, []uint64{2}, "raid1", "raid1", 1),
+			disks: []*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 16))},
+			steps: []string{"partition sdc", "register sdc", "mkswap sdc1", "replace 2 sdc2", "grow 2 sdc2", "rename sdc", "swapon sdc1", "restore raid1/raid1"},
+			notes: []string{"/dev/sda already belongs"}},
+		{name: "raid1c3-two-missing+2: each replacement may be grown", fs: fsState(3, []uint64{2, 3}, "raid1", "raid1c3", 1),
+			disks: []*Disk{memberDisk("sda", 1, 3), magic(disk("sdd", 16)), magic(disk("sde", 16))},
+			steps: []string{"partition sdd", "register sdd", "partition sde", "register sde", "mkswap sdd1,sde1", "replace 2 sdd2", "grow 2 sdd2", "replace 3 sde2", "grow 3 sde2", "rename sdd", "rename sde", "swapon sdd1,sde1", "restore raid1/raid1c3"},
 			notes: []string{"/dev/sda already belongs"}},
 		{name: "raid1-healthy+1", fs: fsState(2, nil, "raid1", "raid1", 1),
 			disks: []*Disk{magic(disk("sdc", 8))},
@@ -271,6 +281,8 @@ func TestJoinPlanText(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("# degraded RAID1, two new disks\n")
 	b.WriteString(PlanJoin([]*Disk{memberDisk("sdb", 2, 2), magic(disk("sdc", 8)), magic(disk("sdd", 8))}, fsState(2, []uint64{1}, "raid1", "raid1", 1), nil, seqGUID()).String())
+	b.WriteString("# degraded RAID1, a bigger new disk\n")
+	b.WriteString(PlanJoin([]*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 16))}, fsState(2, []uint64{2}, "raid1", "raid1", 1), nil, seqGUID()).String())
 	b.WriteString("# remove from three disks\n")
 	b.WriteString(PlanRemove([]*Disk{memberDisk("sda", 1, 3), memberDisk("sdb", 2, 3), memberDisk("sdc", 3, 3)}, fsState(3, nil, "raid1", "raid1c3", 1), "/dev/sdc").String())
 	golden.Check(t, filepath.Join("testdata", "join-plans.golden"), b.String())
