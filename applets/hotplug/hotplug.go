@@ -35,7 +35,9 @@ const usage = `start | daemon | coldplug [--dry-run]`
 const about = `start     (S02modules) starts the daemon and returns once the drivers of the
           devices present are loaded and storage has settled.
 daemon    the daemon itself, in the foreground: coldplug, settle, then load
-          drivers for the devices that appear later.
+          drivers for the devices that appear later; a disk that appears
+          with the consent header on a persistent machine joins its data
+          filesystem (setup-persistence add).
 coldplug  loads the drivers of the devices present, once; --dry-run prints
           "MODALIAS MODULE..." for each device instead.
 
