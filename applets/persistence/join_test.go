@@ -364,3 +364,56 @@ func TestOnlinePlanStopsWithoutFallback(t *testing.T) {
 		t.Errorf("stderr %q", e.String())
 	}
 }
+
+// btrfsHost answers the btrfs status commands with canned output, as a
+// mounted filesystem would.
+type btrfsHost struct {
+	*hostfake.Fake
+	show, df string
+}
+
+func (h btrfsHost) Run(name string, args ...string) ([]byte, error) {
+	cmd := name + " " + strings.Join(args, " ")
+	switch {
+	case strings.HasPrefix(cmd, "btrfs filesystem show"):
+		return []byte(h.show), nil
+	case strings.HasPrefix(cmd, "btrfs filesystem df"):
+		return []byte(h.df), nil
+	case strings.HasPrefix(cmd, "btrfs replace status"):
+		return []byte("Started on 1.Dec 01:00:00, finished on 1.Dec 01:00:01, 0 write errs, 0 uncorr. read errs\n"), nil
+	case strings.HasPrefix(cmd, "btrfs balance status"):
+		return []byte("No balance found on '" + paths.DataDir + "'\n"), nil
+	}
+	return h.Fake.Run(name, args...)
+}
+
+// A replace that btrfs resumed at a degraded mount (after a power cut) and
+// finished before boot's restore looked: the mode the mount recorded
+// (degraded) becomes persistent and the DEGRADED warning goes; a member
+// still missing keeps both.
+func TestRestoreAfterResumedReplace(t *testing.T) {
+	for _, tt := range []struct {
+		name, show string
+		mode, warn string
+	}{
+		{"healed", "uuid: " + fsid7 + "\n\tdevid    1 size 8050966528 used 1 path /dev/vdb2\n\tdevid    2 size 4024434688 used 1 path /dev/vda2\n", "persistent", ""},
+		{"still degraded", "uuid: " + fsid7 + "\n\tdevid    1 size 0 used 0 path <missing disk> MISSING\n\tdevid    2 size 4024434688 used 1 path /dev/vda2\n", "degraded", "is DEGRADED: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := btrfsHost{Fake: hostfake.New(t.TempDir()), show: tt.show,
+				df: "Data, RAID1: total=1073741824, used=1048576\nMetadata, RAID1: total=268435456, used=65536\nSystem, RAID1: total=8388608, used=16384\n"}
+			h.MkdirAll(paths.RunDir, 0o755)
+			h.WriteFile(paths.ModeFile, []byte("degraded\n"), 0o644)
+			h.WriteFile(paths.Warnings, []byte("data filesystem "+fsid7+" is DEGRADED: 1 of 2 devices present\n"), 0o644)
+			var o, e bytes.Buffer
+			if code := newApplier(h, &o, &e).run(&Plan{Online: true, Steps: []Step{restoreStep{}}}); code != 0 {
+				t.Fatalf("exit %d: %s%s", code, o.String(), e.String())
+			}
+			m, _ := h.ReadFile(paths.ModeFile)
+			w, _ := h.ReadFile(paths.Warnings)
+			if strings.TrimSpace(string(m)) != tt.mode || !strings.Contains(string(w), tt.warn) || tt.warn == "" && len(bytes.TrimSpace(w)) > 0 {
+				t.Errorf("mode %q, warnings %q; want %q and %q\n%s", m, w, tt.mode, tt.warn, o.String())
+			}
+		})
+	}
+}

@@ -171,10 +171,22 @@ func (s restoreStep) String() string {
 
 func (s restoreStep) Apply(e *env) (string, error) {
 	r, err := restore(e, false)
-	if err != nil || !r.running {
+	if err != nil {
 		return r.note, err
 	}
-	if s.Join || r.replacing {
+	// Mounted degraded, yet no member is missing now: a replace that btrfs
+	// resumed at mount (after a power cut) has already ended, and the mode
+	// the mount recorded is out of date.
+	m, _ := e.h.ReadFile(paths.ModeFile)
+	healed := !r.degraded && strings.TrimSpace(string(m)) == "degraded"
+	if !r.running {
+		if healed {
+			dropDegradedWarning(e.h)
+			return r.note + "; no member missing any more: mode persistent", e.h.WriteFile(paths.ModeFile, []byte("persistent\n"), 0o644)
+		}
+		return r.note, nil
+	}
+	if s.Join || r.replacing || healed {
 		if err := e.h.WriteFile(paths.ModeFile, []byte("rebuilding\n"), 0o644); err != nil {
 			return r.note, err
 		}
