@@ -214,7 +214,7 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 	}
 	f.Truncate(0)
 	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	balanced := false
+	balanced, sawReplace, settle := false, false, 0
 	for {
 		// Unmounted (shutdown, or stop): btrfs suspends what runs and
 		// resumes it at the next mount, where boot follows it again.
@@ -227,7 +227,16 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 			return 1
 		}
 		balanced = balanced || r.started
+		sawReplace = sawReplace || r.replacing
 		recordProgress(h)
+		// btrfs reports a replace finished a moment before it drops the
+		// member it replaced: a member missing just after the end is that
+		// moment, not yet a verdict (seen in QEMU after a resumed replace).
+		if !r.running && r.degraded && sawReplace && settle < 15 {
+			settle++
+			time.Sleep(2 * time.Second)
+			continue
+		}
 		if !r.running {
 			mode := "persistent"
 			if r.degraded {
