@@ -229,10 +229,12 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 		balanced = balanced || r.started
 		sawReplace = sawReplace || r.replacing
 		recordProgress(h)
-		// btrfs reports a replace finished a moment before it drops the
-		// member it replaced: a member missing just after the end is that
-		// moment, not yet a verdict (seen in QEMU after a resumed replace).
-		if !r.running && r.degraded && sawReplace && settle < 15 {
+		// btrfs reports a replace finished a while before it stops listing
+		// the member it replaced as missing (in QEMU, after a resumed
+		// replace, for more than 30 s): a member missing after a replace
+		// (which this follower may not have seen running: it starts a
+		// moment after boot looked) is no verdict for up to 5 minutes.
+		if !r.running && r.degraded && settle < 150 && (sawReplace || strings.Contains(btrfs.ReplaceStatus(h, paths.DataDir).Text, "finished")) {
 			settle++
 			time.Sleep(2 * time.Second)
 			continue
