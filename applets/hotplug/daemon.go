@@ -196,7 +196,11 @@ type dispatcher struct {
 	loader  *loader
 	log     func(string, ...any)
 	booted  bool            // coldplug and settle are over: S40network handles the NICs present
-	late    map[string]bool // devices already reported late
+	late    map[string]bool // devices already reported late or queued to join
+	// joins feeds the joiner (queueJoin); quiet, when set, replaces joinQuiet.
+	joins    chan string
+	joinOnce sync.Once
+	quiet    time.Duration
 }
 
 // settle waits for storage (see settle.go), handling events meanwhile.
@@ -269,8 +273,11 @@ func (d *dispatcher) handle(e Event) {
 			d.netAdded(e.Env["INTERFACE"])
 		}
 	case "block":
-		if e.Action == "add" && d.booted {
+		switch {
+		case e.Action == "add" && d.booted:
 			d.blockAdded(e.Env["DEVNAME"], e.Env["DEVTYPE"])
+		case e.Action == "remove":
+			delete(d.late, e.Env["DEVNAME"]) // plugged in again, it is looked at again
 		}
 	}
 }
@@ -331,13 +338,19 @@ func (d *dispatcher) netAdded(iface string) {
 	}()
 }
 
-// blockAdded reports a Lightwhale disk that arrived after persistence
-// decided: a whole disk with the consent header, or our data filesystem not
-// mounted (one already mounted is a RAID member coming back, or the
-// partitions a claim just made).
+// blockAdded acts on a Lightwhale disk that arrived after persistence
+// decided. A whole disk with the consent header joins a persistent data
+// filesystem (setup-persistence add: its checks, its lock); on a volatile
+// machine it is reported, as the claim happens at boot. Our data
+// filesystem not mounted is reported too (one already mounted is a RAID
+// member coming back, or the partitions a claim or join just made).
 func (d *dispatcher) blockAdded(dev, devtype string) {
-	if dev == "" || strings.Contains(dev, "/") || d.late[dev] || !exists(filepath.Join(d.RunDir, "mode")) {
+	if dev == "" || strings.Contains(dev, "/") || d.late[dev] {
 		return
+	}
+	mode, err := os.ReadFile(filepath.Join(d.RunDir, "mode"))
+	if err != nil {
+		return // persistence has not decided: its own scan sees the disk
 	}
 	path := filepath.Join(d.Dev, dev)
 	head, err := host.Real.ReadAt(path, 0, probe.HeadBytes)
@@ -347,6 +360,11 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 	what := ""
 	switch fs := probe.ParseBtrfs(head); {
 	case devtype == "disk" && probe.HasMagic(head) && !probe.IsBootMedium(head):
+		if strings.TrimSpace(string(mode)) != "volatile" {
+			d.late[dev] = true
+			d.queueJoin(path)
+			return
+		}
 		what = "consent header"
 	case fs != nil && fs.Label == paths.DataLabel && !exists(filepath.Join(string(d.Sys), "fs/btrfs", fs.FSIDString())):
 		what = fmt.Sprintf("btrfs %q %s", fs.Label, fs.FSIDString())
@@ -354,7 +372,11 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 		return
 	}
 	d.late[dev] = true
-	line := latedisk.Line(path, what)
+	d.report(latedisk.Line(path, what))
+}
+
+// report logs a late disk's line, records it for status, and rewrites the motd.
+func (d *dispatcher) report(line string) {
 	d.log("%s", line)
 	if err := latedisk.Record(d.LateRecord, line); err != nil {
 		d.log("%v", err)
@@ -362,6 +384,86 @@ func (d *dispatcher) blockAdded(dev, devtype string) {
 	if err := d.Motd(); err != nil {
 		d.log("%v", err)
 	}
+}
+
+// joinQuiet is how long the joiner waits for more disks after one: disks
+// plugged in together join in one plan (on a degraded RAID1, one rebuilds
+// the missing member and the other adds room).
+const joinQuiet = 2 * time.Second
+
+// queueJoin hands a disk to the joiner, started on first use: joins run one
+// batch at a time, never holding up the events behind them.
+func (d *dispatcher) queueJoin(path string) {
+	d.joinOnce.Do(func() {
+		d.joins = make(chan string, 64)
+		go d.joiner()
+	})
+	d.joins <- path
+}
+
+func (d *dispatcher) joiner() {
+	for path := range d.joins {
+		batch := []string{path}
+		for more := true; more; {
+			select {
+			case p := <-d.joins:
+				batch = append(batch, p)
+			case <-time.After(d.joinQuiet()):
+				more = false
+			}
+		}
+		d.join(batch)
+	}
+}
+
+func (d *dispatcher) joinQuiet() time.Duration {
+	if d.quiet > 0 {
+		return d.quiet
+	}
+	return joinQuiet
+}
+
+// join runs setup-persistence add on the disks. add refuses a whole plan
+// for one bad disk: then each is tried alone, so a good one still joins and
+// each refusal is reported for its own disk.
+func (d *dispatcher) join(devs []string) {
+	d.log("Lightwhale disk(s) %s with the consent header appeared: joining the data filesystem (setup-persistence add)", strings.Join(devs, " "))
+	if d.tryJoin(devs) != nil && len(devs) > 1 {
+		for _, p := range devs {
+			d.tryJoin([]string{p})
+		}
+	}
+	if err := d.Motd(); err != nil {
+		d.log("%v", err)
+	}
+}
+
+func (d *dispatcher) tryJoin(devs []string) error {
+	out, err := d.Join(devs)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l != "" {
+			d.log("%s", l)
+		}
+	}
+	if err != nil && len(devs) == 1 {
+		d.report(latedisk.NotJoined(devs[0], joinRefusal(out, err)))
+	}
+	return err
+}
+
+// joinRefusal is add's reason, one line: its refusal for the disk, else its
+// last line, else the error.
+func joinRefusal(out string, err error) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines {
+		if _, why, ok := strings.Cut(l, " not joined: "); ok {
+			return why
+		}
+	}
+	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
+		return l
+	}
+	return err.Error()
 }
 
 func exists(p string) bool {

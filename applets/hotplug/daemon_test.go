@@ -2,6 +2,7 @@ package hotplug
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,14 +19,18 @@ import (
 	"lightwhale/internal/probe"
 )
 
-// fakeSystem is a System on temp dirs whose module loads, DHCP and motd are
-// recorded instead of run.
+// fakeSystem is a System on temp dirs whose module loads, DHCP, motd and
+// joins are recorded instead of run.
 type fakeSystem struct {
 	System
 	mu     sync.Mutex
 	loaded [][]string
 	dhcp   chan string
 	motd   int
+	joins  chan []string
+	// refuse makes Join fail for a batch holding this disk, as add does
+	// (its whole plan refused, one line naming the disk).
+	refuse string
 }
 
 // Lines as Debian's modules.alias writes them.
@@ -60,8 +65,18 @@ func newFake(t *testing.T, sys Sysfs) *fakeSystem {
 			return nil
 		},
 		DHCP: func(iface string) error { f.dhcp <- iface; return nil },
-		Motd: func() error { f.motd++; return nil },
+		Motd: func() error { f.mu.Lock(); f.motd++; f.mu.Unlock(); return nil },
+		Join: func(devs []string) (string, error) {
+			f.joins <- devs
+			for _, d := range devs {
+				if d == f.refuse {
+					return "setup-persistence: " + d + " not joined: it holds a GPT partition table besides the consent header\n", errors.New("exit status 1")
+				}
+			}
+			return "setup-persistence: btrfs device add " + strings.Join(devs, " ") + " /mnt/lightwhale-data [0.10s]\n", nil
+		},
 	}
+	f.joins = make(chan []string, 8)
 	os.MkdirAll(f.Dev, 0o755)
 	os.MkdirAll(f.RunDir, 0o755)
 	return f
@@ -72,7 +87,7 @@ func (f *fakeSystem) dispatcher(t *testing.T, booted bool) *dispatcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &dispatcher{System: f.System, aliases: a, booted: booted, log: t.Logf, late: map[string]bool{},
+	return &dispatcher{System: f.System, aliases: a, booted: booted, log: t.Logf, late: map[string]bool{}, quiet: 100 * time.Millisecond,
 		loader: &loader{load: f.Load, asked: map[string]bool{}, log: t.Logf}}
 }
 
@@ -233,6 +248,78 @@ func TestLateDisk(t *testing.T) {
 	}
 	if f.motd != 2 {
 		t.Errorf("motd rewritten %d times, want 2", f.motd)
+	}
+	// Volatile: the claim happens at boot, never while running.
+	select {
+	case j := <-f.joins:
+		t.Errorf("joined %q on a volatile machine", j)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A disk with the consent header that appears on a persistent machine
+// joins its data filesystem (setup-persistence add); disks that appear
+// together join in one run; a refusal is recorded for that disk alone, and
+// the others still join. Our filesystem on a disk is still only reported.
+func TestJoinWhilePersistent(t *testing.T) {
+	f := newFake(t, sysfsTree(t, nil, nil))
+	header := append([]byte(paths.Consent+"\n"), make([]byte, 1<<20)...)
+	for _, dev := range []string{"sdb", "sdc", "sdd", "sde"} {
+		os.WriteFile(filepath.Join(f.Dev, dev), header, 0o644)
+	}
+	os.WriteFile(filepath.Join(f.Dev, "sdf"), btrfsHead("lightwhale-data", 0x22), 0o644)
+	os.WriteFile(filepath.Join(f.RunDir, "mode"), []byte("degraded\n"), 0o644)
+	f.refuse = filepath.Join(f.Dev, "sde")
+	d := f.dispatcher(t, true)
+	add := func(dev string) { d.handle(event("add", "SUBSYSTEM", "block", "DEVNAME", dev, "DEVTYPE", "disk")) }
+	next := func() []string {
+		t.Helper()
+		select {
+		case j := <-f.joins:
+			return j
+		case <-time.After(5 * time.Second):
+			t.Fatal("no join")
+			return nil
+		}
+	}
+	dev := func(n string) string { return filepath.Join(f.Dev, n) }
+
+	add("sdb")
+	add("sdc")
+	add("sdb") // a second event for a disk already queued
+	if diff := cmp.Diff([]string{dev("sdb"), dev("sdc")}, next()); diff != "" {
+		t.Errorf("first join (-want +got):\n%s", diff)
+	}
+	// The refused disk spoils the batch: each is tried alone.
+	add("sdd")
+	add("sde")
+	add("sdf")
+	for _, want := range [][]string{{dev("sdd"), dev("sde")}, {dev("sdd")}, {dev("sde")}} {
+		if diff := cmp.Diff(want, next()); diff != "" {
+			t.Errorf("join (-want +got):\n%s", diff)
+		}
+	}
+	select {
+	case j := <-f.joins:
+		t.Errorf("an extra join of %q", j)
+	case <-time.After(300 * time.Millisecond):
+	}
+	want := []string{
+		latedisk.Line(dev("sdf"), `btrfs "lightwhale-data" 22222222-2222-2222-2222-222222222222`),
+		latedisk.NotJoined(dev("sde"), "it holds a GPT partition table besides the consent header"),
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(latedisk.Read(f.LateRecord)) < len(want) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if diff := cmp.Diff(want, latedisk.Read(f.LateRecord), cmpSorted); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+
+	// Pulled and plugged in again: looked at again.
+	d.handle(event("remove", "SUBSYSTEM", "block", "DEVNAME", "sdb", "DEVTYPE", "disk"))
+	add("sdb")
+	if diff := cmp.Diff([]string{dev("sdb")}, next()); diff != "" {
+		t.Errorf("join after re-plug (-want +got):\n%s", diff)
 	}
 }
 

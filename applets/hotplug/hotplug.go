@@ -5,8 +5,10 @@
 // USB disk behind a controller just loaded, a disk or NIC plugged in after
 // boot) gets its driver the same way. It names virtio ports as udev would,
 // brings up DHCP on a wired NIC that appears after boot, and waits for
-// storage to settle before persistence decides. A Lightwhale disk that
-// arrives after that decision is reported, never claimed.
+// storage to settle before persistence decides. A disk with the consent
+// header that arrives after that decision joins a persistent machine's data
+// filesystem (setup-persistence add); any other Lightwhale disk, and every
+// one on a volatile machine, is reported, never claimed.
 package hotplug
 
 import (
@@ -33,7 +35,9 @@ const usage = `start | daemon | coldplug [--dry-run]`
 const about = `start     (S02modules) starts the daemon and returns once the drivers of the
           devices present are loaded and storage has settled.
 daemon    the daemon itself, in the foreground: coldplug, settle, then load
-          drivers for the devices that appear later.
+          drivers for the devices that appear later; a disk that appears
+          with the consent header on a persistent machine joins its data
+          filesystem (setup-persistence add).
 coldplug  loads the drivers of the devices present, once; --dry-run prints
           "MODALIAS MODULE..." for each device instead.
 
@@ -57,6 +61,10 @@ type System struct {
 	DHCP func(iface string) error
 	// Motd rewrites the message of the day (after a late disk).
 	Motd func() error
+	// Join runs setup-persistence add on disks (their /dev paths) that
+	// appeared with the consent header on a persistent machine, and
+	// returns what it printed.
+	Join func(devs []string) (string, error)
 }
 
 // Host is the running system.
@@ -70,6 +78,17 @@ var Host = System{
 	Load:       modprobe,
 	DHCP:       func(iface string) error { return runTool("/usr/libexec/lightwhale/dhcp-up", iface) },
 	Motd:       func() error { return runTool("/etc/init.d/S99motd", "start") },
+	Join:       addDisks,
+}
+
+// addDisks is setup-persistence add, run by this binary: the same checks,
+// plan and run lock as when a user types it.
+func addDisks(devs []string) (string, error) {
+	out, err := exec.Command("/proc/self/exe", append([]string{"setup-persistence", "add"}, devs...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("setup-persistence add %s: %w", strings.Join(devs, " "), err)
+	}
+	return string(out), nil
 }
 
 func kernelRelease() string {

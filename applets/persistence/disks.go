@@ -214,7 +214,7 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 	}
 	f.Truncate(0)
 	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	balanced := false
+	balanced, sawReplace, settle := false, false, 0
 	for {
 		// Unmounted (shutdown, or stop): btrfs suspends what runs and
 		// resumes it at the next mount, where boot follows it again.
@@ -227,7 +227,18 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 			return 1
 		}
 		balanced = balanced || r.started
+		sawReplace = sawReplace || r.replacing
 		recordProgress(h)
+		// btrfs reports a replace finished a while before it stops listing
+		// the member it replaced as missing (in QEMU, after a resumed
+		// replace, for more than 30 s): a member missing after a replace
+		// (which this follower may not have seen running: it starts a
+		// moment after boot looked) is no verdict for up to 5 minutes.
+		if !r.running && r.degraded && settle < 150 && (sawReplace || strings.Contains(btrfs.ReplaceStatus(h, paths.DataDir).Text, "finished")) {
+			settle++
+			time.Sleep(2 * time.Second)
+			continue
+		}
 		if !r.running {
 			mode := "persistent"
 			if r.degraded {

@@ -126,13 +126,15 @@ func TestAddSingleToRAID1(t *testing.T) {
 	ns.checkSums(t, "/home/data", sums)
 }
 
-// A RAID1 loses a member, boots degraded with a new magic disk beside it:
-// the boot rebuilds onto it (btrfs replace), every file survives, a scrub
-// finds no error, and the next boot is a normal RAID1 one.
+// A RAID1 loses a member, boots degraded with a new, bigger magic disk
+// beside it: the boot rebuilds onto it (btrfs replace) and then grows it to
+// its whole partition, every file survives, a scrub finds no error, and the
+// next boot is a normal RAID1 one.
 func TestBootReplacesMissingMember(t *testing.T) {
 	needRoot(t)
 	began := time.Now()
-	a, c, ns, sums, out := bootDegradedWithNewDisk(t, 20) // 200 MiB
+	a, news, ns, sums, out := bootDegradedWithNewDisks(t, 20, 1, 3<<10) // 200 MiB; a 3 GiB disk for a 2 GiB member
+	c := news[0]
 	t.Logf("boot with a new disk:\n%s", out)
 	if !strings.Contains(out, "btrfs replace start 2 "+c.dev+"p2") {
 		t.Fatalf("no replace of the missing devid 2:\n%s", out)
@@ -148,6 +150,18 @@ func TestBootReplacesMissingMember(t *testing.T) {
 	}
 	ns.checkRebuilt(t, sums, a, c)
 	t.Logf("claimed, filled, degraded and rebuilt in %s", time.Since(began).Round(time.Millisecond))
+	// The replace kept the old member's size; the follower grew it.
+	sizes := map[string]uint64{}
+	for _, d := range ns.state(t).Devices {
+		sizes[d.Path] = d.Size
+	}
+	part, err := exec.Command("blockdev", "--getsize64", c.data()).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimSpace(string(part)); fmt.Sprint(sizes[c.data()]) != want || sizes[c.data()] <= sizes[a.data()] {
+		t.Errorf("btrfs sizes %v: want %s at %s (its whole partition, more than %s's)", sizes, want, c.data(), a.data())
+	}
 	if st, _ := ns.lw("setup-persistence", "status"); strings.Contains(st, "DEGRADED") || strings.Contains(st, "REBUILDING") {
 		t.Errorf("status after the rebuild:\n%s", st)
 	}
@@ -356,12 +370,13 @@ func TestRebootDuringReplace(t *testing.T) {
 // magic disk c instead. It returns the checksums and the boot's output.
 func bootDegradedWithNewDisk(t *testing.T, n int) (a, c *loopDisk, ns *namespace, sums, out string) {
 	t.Helper()
-	a, news, ns, sums, out := bootDegradedWithNewDisks(t, n, 1)
+	a, news, ns, sums, out := bootDegradedWithNewDisks(t, n, 1, 2<<10)
 	return a, news[0], ns, sums, out
 }
 
-// bootDegradedWithNewDisks is bootDegradedWithNewDisk with k new disks.
-func bootDegradedWithNewDisks(t *testing.T, n, k int) (a *loopDisk, news []*loopDisk, ns *namespace, sums, out string) {
+// bootDegradedWithNewDisks is bootDegradedWithNewDisk with k new disks of
+// newMiB each.
+func bootDegradedWithNewDisks(t *testing.T, n, k int, newMiB int64) (a *loopDisk, news []*loopDisk, ns *namespace, sums, out string) {
 	t.Helper()
 	a = newDisk(t, 2<<10, 512, header)
 	b := newDisk(t, 2<<10, 512, header)
@@ -373,7 +388,7 @@ func bootDegradedWithNewDisks(t *testing.T, n, k int) (a *loopDisk, news []*loop
 	exec.Command("btrfs", "device", "scan", "--forget").Run()
 	a.reboot(true)
 	for i := 0; i < k; i++ {
-		news = append(news, newDisk(t, 2<<10, 512, header))
+		news = append(news, newDisk(t, newMiB, 512, header))
 	}
 	ns = newNamespace(t)
 	return a, news, ns, sums, ns.mustStart(append([]*loopDisk{a}, news...)...)
@@ -384,7 +399,7 @@ func bootDegradedWithNewDisks(t *testing.T, n, k int) (a *loopDisk, news []*loop
 // with raid1c3 metadata.
 func TestBootTwoNewDisksOnDegraded(t *testing.T) {
 	needRoot(t)
-	a, news, ns, sums, out := bootDegradedWithNewDisks(t, 10, 2)
+	a, news, ns, sums, out := bootDegradedWithNewDisks(t, 10, 2, 2<<10)
 	t.Logf("boot with two new disks:\n%s", out)
 	c, d := news[0], news[1]
 	add, replace := strings.Index(out, "btrfs device add "+d.data()), strings.Index(out, "btrfs replace start 2 "+c.data())

@@ -180,6 +180,13 @@ func PlanJoin(disks []*Disk, fs *btrfs.State, named []string, newGUID func() gpt
 	}
 	for _, r := range replaces {
 		p.Steps = append(p.Steps, replaceStep{DevID: r.devid, Device: r.data})
+		// Bigger than the member it rebuilds: btrfs would use only that
+		// member's size of it. (With several members missing btrfs gives
+		// only their total size; the grow is then planned, and does
+		// nothing where there is nothing to gain.)
+		if r.size > needPerMissing || len(missing) > 1 {
+			p.Steps = append(p.Steps, growStep{DevID: r.devid, Device: r.data})
+		}
 	}
 	// The data partitions are now members: their consent names are retired,
 	// so no later run treats them as a join to continue.

@@ -53,6 +53,8 @@ func short(s Step) string {
 		return "mkswap " + strings.Join(mapStrings(s.Devices, base), ",")
 	case replaceStep:
 		return fmt.Sprintf("replace %d %s", s.DevID, base(s.Device))
+	case growStep:
+		return fmt.Sprintf("grow %d %s", s.DevID, base(s.Device))
 	case addStep:
 		return "add " + strings.Join(mapStrings(s.Devices, base), ",")
 	case renameStep:
@@ -119,6 +121,14 @@ func TestPlanJoin(t *testing.T) {
 		{name: "raid1-degraded+1", fs: fsState(2, []uint64{2}, "raid1", "raid1", 1),
 			disks: []*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 8))},
 			steps: []string{"partition sdc", "register sdc", "mkswap sdc1", "replace 2 sdc2", "rename sdc", "swapon sdc1", "restore raid1/raid1"},
+			notes: []string{"/dev/sda already belongs"}},
+		{name: "raid1-degraded+1-bigger: the replacement is grown", fs: fsState(2, []uint64{2}, "raid1", "raid1", 1),
+			disks: []*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 16))},
+			steps: []string{"partition sdc", "register sdc", "mkswap sdc1", "replace 2 sdc2", "grow 2 sdc2", "rename sdc", "swapon sdc1", "restore raid1/raid1"},
+			notes: []string{"/dev/sda already belongs"}},
+		{name: "raid1c3-two-missing+2: each replacement may be grown", fs: fsState(3, []uint64{2, 3}, "raid1", "raid1c3", 1),
+			disks: []*Disk{memberDisk("sda", 1, 3), magic(disk("sdd", 16)), magic(disk("sde", 16))},
+			steps: []string{"partition sdd", "register sdd", "partition sde", "register sde", "mkswap sdd1,sde1", "replace 2 sdd2", "grow 2 sdd2", "replace 3 sde2", "grow 3 sde2", "rename sdd", "rename sde", "swapon sdd1,sde1", "restore raid1/raid1c3"},
 			notes: []string{"/dev/sda already belongs"}},
 		{name: "raid1-healthy+1", fs: fsState(2, nil, "raid1", "raid1", 1),
 			disks: []*Disk{magic(disk("sdc", 8))},
@@ -271,6 +281,8 @@ func TestJoinPlanText(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("# degraded RAID1, two new disks\n")
 	b.WriteString(PlanJoin([]*Disk{memberDisk("sdb", 2, 2), magic(disk("sdc", 8)), magic(disk("sdd", 8))}, fsState(2, []uint64{1}, "raid1", "raid1", 1), nil, seqGUID()).String())
+	b.WriteString("# degraded RAID1, a bigger new disk\n")
+	b.WriteString(PlanJoin([]*Disk{memberDisk("sda", 1, 2), magic(disk("sdc", 16))}, fsState(2, []uint64{2}, "raid1", "raid1", 1), nil, seqGUID()).String())
 	b.WriteString("# remove from three disks\n")
 	b.WriteString(PlanRemove([]*Disk{memberDisk("sda", 1, 3), memberDisk("sdb", 2, 3), memberDisk("sdc", 3, 3)}, fsState(3, nil, "raid1", "raid1c3", 1), "/dev/sdc").String())
 	golden.Check(t, filepath.Join("testdata", "join-plans.golden"), b.String())
@@ -350,5 +362,58 @@ func TestOnlinePlanStopsWithoutFallback(t *testing.T) {
 	}
 	if !strings.Contains(e.String(), "step 1 failed: a step that fails: refused") {
 		t.Errorf("stderr %q", e.String())
+	}
+}
+
+// btrfsHost answers the btrfs status commands with canned output, as a
+// mounted filesystem would.
+type btrfsHost struct {
+	*hostfake.Fake
+	show, df string
+}
+
+func (h btrfsHost) Run(name string, args ...string) ([]byte, error) {
+	cmd := name + " " + strings.Join(args, " ")
+	switch {
+	case strings.HasPrefix(cmd, "btrfs filesystem show"):
+		return []byte(h.show), nil
+	case strings.HasPrefix(cmd, "btrfs filesystem df"):
+		return []byte(h.df), nil
+	case strings.HasPrefix(cmd, "btrfs replace status"):
+		return []byte("Started on 1.Dec 01:00:00, finished on 1.Dec 01:00:01, 0 write errs, 0 uncorr. read errs\n"), nil
+	case strings.HasPrefix(cmd, "btrfs balance status"):
+		return []byte("No balance found on '" + paths.DataDir + "'\n"), nil
+	}
+	return h.Fake.Run(name, args...)
+}
+
+// A replace that btrfs resumed at a degraded mount (after a power cut) and
+// finished before boot's restore looked: the mode the mount recorded
+// (degraded) becomes persistent and the DEGRADED warning goes; a member
+// still missing keeps both.
+func TestRestoreAfterResumedReplace(t *testing.T) {
+	for _, tt := range []struct {
+		name, show string
+		mode, warn string
+	}{
+		{"healed", "uuid: " + fsid7 + "\n\tdevid    1 size 8050966528 used 1 path /dev/vdb2\n\tdevid    2 size 4024434688 used 1 path /dev/vda2\n", "persistent", ""},
+		{"still degraded", "uuid: " + fsid7 + "\n\tdevid    1 size 0 used 0 path <missing disk> MISSING\n\tdevid    2 size 4024434688 used 1 path /dev/vda2\n", "degraded", "is DEGRADED: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := btrfsHost{Fake: hostfake.New(t.TempDir()), show: tt.show,
+				df: "Data, RAID1: total=1073741824, used=1048576\nMetadata, RAID1: total=268435456, used=65536\nSystem, RAID1: total=8388608, used=16384\n"}
+			h.MkdirAll(paths.RunDir, 0o755)
+			h.WriteFile(paths.ModeFile, []byte("degraded\n"), 0o644)
+			h.WriteFile(paths.Warnings, []byte("data filesystem "+fsid7+" is DEGRADED: 1 of 2 devices present\n"), 0o644)
+			var o, e bytes.Buffer
+			if code := newApplier(h, &o, &e).run(&Plan{Online: true, Steps: []Step{restoreStep{}}}); code != 0 {
+				t.Fatalf("exit %d: %s%s", code, o.String(), e.String())
+			}
+			m, _ := h.ReadFile(paths.ModeFile)
+			w, _ := h.ReadFile(paths.Warnings)
+			if strings.TrimSpace(string(m)) != tt.mode || !strings.Contains(string(w), tt.warn) || tt.warn == "" && len(bytes.TrimSpace(w)) > 0 {
+				t.Errorf("mode %q, warnings %q; want %q and %q\n%s", m, w, tt.mode, tt.warn, o.String())
+			}
+		})
 	}
 }

@@ -2,9 +2,11 @@ package persistence
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"lightwhale/internal/btrfs"
+	"lightwhale/internal/gpt"
 	"lightwhale/internal/host"
 	"lightwhale/internal/paths"
 )
@@ -53,6 +55,54 @@ func (s replaceStep) Apply(e *env) (string, error) {
 		return "", fmt.Errorf("the replace of devid %d by %s did not start (btrfs replace status says %q)", s.DevID, s.Device, btrfs.ReplaceStatus(e.h, paths.DataDir).Text)
 	}
 	return "started", nil
+}
+
+// growStep makes btrfs use all of a replacement's partition: a replace
+// keeps the size of the member it rebuilt, so a bigger new disk would give
+// no room. btrfs resizes only once the replace has ended: until then the
+// background follower (restore) does it, as does every boot.
+type growStep struct {
+	laterStep
+	DevID  uint64
+	Device string
+}
+
+func (s growStep) String() string {
+	return fmt.Sprintf("btrfs filesystem resize %d:max %s (use all of %s, once the replace has finished)", s.DevID, paths.DataDir, s.Device)
+}
+
+func (s growStep) Apply(e *env) (string, error) {
+	st, err := btrfs.ReadState(e.h, paths.DataDir)
+	if err != nil {
+		return "", err
+	}
+	if st.Replacing || st.Balancing {
+		return "after the running replace or balance, in the background", nil
+	}
+	note, err := grow(e, st)
+	if note == "" {
+		note = "already uses its whole partition"
+	}
+	return note, err
+}
+
+// grow resizes every present device that btrfs uses less of than its
+// partition holds (by more than a MiB: btrfs counts in 4 KiB sectors) to
+// the whole partition. btrfs refuses a resize while a replace or balance
+// runs: callers check first.
+func grow(e *env, st *btrfs.State) (string, error) {
+	var grown []string
+	for _, d := range st.Present() {
+		dev, err := e.h.Device(filepath.Base(d.Path))
+		if err != nil || dev.Size < d.Size+gpt.MiB {
+			continue
+		}
+		if err := btrfs.GrowDevice(e.h, d.DevID, paths.DataDir); err != nil {
+			return strings.Join(grown, "; "), err
+		}
+		grown = append(grown, fmt.Sprintf("devid %d grown from %d to %d MiB", d.DevID, d.Size/gpt.MiB, dev.Size/gpt.MiB))
+	}
+	return strings.Join(grown, "; "), nil
 }
 
 // addStep adds devices to the filesystem.
@@ -121,10 +171,22 @@ func (s restoreStep) String() string {
 
 func (s restoreStep) Apply(e *env) (string, error) {
 	r, err := restore(e, false)
-	if err != nil || !r.running {
+	if err != nil {
 		return r.note, err
 	}
-	if s.Join || r.replacing {
+	// Mounted degraded, yet no member is missing now: a replace that btrfs
+	// resumed at mount (after a power cut) has already ended, and the mode
+	// the mount recorded is out of date.
+	m, _ := e.h.ReadFile(paths.ModeFile)
+	healed := !r.degraded && strings.TrimSpace(string(m)) == "degraded"
+	if !r.running {
+		if healed {
+			dropDegradedWarning(e.h)
+			return r.note + "; no member missing any more: mode persistent", e.h.WriteFile(paths.ModeFile, []byte("persistent\n"), 0o644)
+		}
+		return r.note, nil
+	}
+	if s.Join || r.replacing || healed {
 		if err := e.h.WriteFile(paths.ModeFile, []byte("rebuilding\n"), 0o644); err != nil {
 			return r.note, err
 		}
@@ -160,8 +222,19 @@ func restore(e *env, balanced bool) (restored, error) {
 		return restored{note: "a balance is running (btrfs resumes one after a reboot): not starting a second", running: true}, nil
 	case len(st.Missing()) > 0:
 		return restored{note: "degraded: profiles are restored once the missing member is replaced", degraded: true}, nil
+	}
+	// A replacement bigger than the member it rebuilt: its room first, so
+	// that the balance can use it.
+	grown, err := grow(e, st)
+	if err != nil {
+		return restored{}, err
+	}
+	if grown != "" {
+		grown += "; "
+	}
+	switch {
 	case allAre(st.Data, data) && allAre(st.Metadata, meta):
-		return restored{note: "profiles already " + describeProfiles(st.Data, st.Metadata)}, nil
+		return restored{note: grown + "profiles already " + describeProfiles(st.Data, st.Metadata)}, nil
 	case balanced:
 		return restored{}, fmt.Errorf("the balance ended, but the profiles are %s, not data %s, metadata %s: see dmesg", describeProfiles(st.Data, st.Metadata), data, meta)
 	}
@@ -180,7 +253,7 @@ func restore(e *env, balanced bool) (restored, error) {
 	if err != nil {
 		return restored{}, fmt.Errorf("the balance to data %s, metadata %s did not start (btrfs balance status: %q)", data, meta, btrfs.BalanceStatus(e.h, paths.DataDir).Text)
 	}
-	return restored{note: fmt.Sprintf("balance to data %s, metadata %s started", data, meta), running: true, started: true}, nil
+	return restored{note: fmt.Sprintf("%sbalance to data %s, metadata %s started", grown, data, meta), running: true, started: true}, nil
 }
 
 func allAre(have []string, want string) bool {

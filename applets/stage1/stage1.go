@@ -231,7 +231,7 @@ func InitFromCmdline(cmdline string) string {
 
 // minRAM is the least memory the root squashfs (held in RAM) and dockerd
 // leave a working system in: measured by make bench.
-const minRAM = 512 << 20
+const minRAM = 416 << 20
 
 // memoryHint explains the usual cause of a failed unpack or mount: too
 // little RAM for the initramfs that carries the whole root filesystem.

@@ -131,6 +131,13 @@ func Rebalance(r Runner, mnt string, n int) error {
 	return err
 }
 
+// GrowDevice makes devid use all of its block device (a replace keeps the
+// size of the member it rebuilt).
+func GrowDevice(r Runner, devid uint64, mnt string) error {
+	_, err := r.Run("btrfs", "filesystem", "resize", strconv.FormatUint(devid, 10)+":max", mnt)
+	return err
+}
+
 // Scrub starts a scrub of the filesystem at mnt in the background.
 func Scrub(r Runner, mnt string) error { return r.Start("btrfs", "scrub", "start", mnt) }
 

@@ -1,7 +1,9 @@
 // Package latedisk records Lightwhale disks that arrived after persistence
-// had decided (a slow USB drive): the hotplug daemon writes the record,
-// setup-persistence status and the motd read it. Such a disk is never
-// claimed or mounted behind the user's back.
+// had decided (a slow USB drive) and were not used: the hotplug daemon
+// writes the record, setup-persistence status and the motd read it. Such a
+// disk is never claimed or mounted behind the user's back; only a disk with
+// the consent header joins a persistent machine's data filesystem while it
+// runs, and it is recorded here only when that join was refused.
 package latedisk
 
 import (
@@ -22,6 +24,12 @@ const Advice = "reboot to use it (or boot with a larger lightwhale.wait=SECONDS)
 // Line is the record of one late disk: what arrived and what it carries.
 func Line(dev, what string) string {
 	return fmt.Sprintf("Lightwhale disk %s (%s) arrived late, after persistence had decided; not used: %s", dev, what, Advice)
+}
+
+// NotJoined is the record of a disk with the consent header that appeared
+// on a persistent machine and that setup-persistence add refused.
+func NotJoined(dev, why string) string {
+	return fmt.Sprintf("Lightwhale disk %s (consent header) arrived while running and was not joined: %s", dev, why)
 }
 
 // Record appends line to file unless it is there already.

@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"lightwhale/internal/paths"
 	"lightwhale/tests/vm"
 )
 
@@ -90,7 +92,9 @@ func TestDisksOnEveryBus(t *testing.T) {
 // controller loads) is claimed and reboots persistent. On that machine,
 // devices added after boot get their drivers: a virtio disk (virtio_blk is
 // not loaded before) is readable, a USB NIC gets its driver and a DHCP
-// address, and a USB disk carrying the consent header is reported late and
+// address; a USB disk carrying the consent header joins the data
+// filesystem while the machine runs (issue 16: one disk becomes a RAID1),
+// and a USB disk carrying a data filesystem of its own is reported late and
 // left alone.
 func TestUSBOnlyAndHotplug(t *testing.T) {
 	t.Parallel()
@@ -109,18 +113,33 @@ func TestUSBOnlyAndHotplug(t *testing.T) {
 	// Hot-plug, after boot.
 	wantEqual(t, "virtio_blk before hot-plug", g.run("test -d /sys/module/virtio_blk && echo loaded || echo absent"), "absent")
 	extra := filepath.Join(dir, "hot-virtio.img")
-	late := filepath.Join(dir, "late-usb.img")
-	for p, head := range map[string]string{extra: "hotplug-disk-ok\n", late: magic} {
-		if err := vm.NewDisk(p, 256, head); err != nil {
-			t.Fatal(err)
-		}
+	joining := vm.Disk{Path: filepath.Join(dir, "joining-usb.img"), Bus: vm.USB}
+	if err := vm.NewDisk(extra, 256, "hotplug-disk-ok\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.NewDisk(joining.Path, diskMiB, magic); err != nil {
+		t.Fatal(err)
+	}
+	// Another machine's data disk: our label, another filesystem.
+	foreign := filepath.Join(dir, "foreign-usb.img")
+	if err := vm.NewDisk(foreign, 256, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.btrfs", "-q", "-L", paths.DataLabel, foreign).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	foreignHash, err := vm.HashFile(foreign)
+	if err != nil {
+		t.Fatal(err)
 	}
 	g.monitor(
 		"drive_add 0 if=none,id=hv-drive,format=raw,file="+extra,
 		"device_add virtio-blk-pci,drive=hv-drive,id=hv",
 		"netdev_add user,id=hn1",
 		"device_add usb-net,netdev=hn1,bus="+vm.USBController+".0,id=hnic",
-		"drive_add 0 if=none,id=late-drive,format=raw,file="+late,
+		"drive_add 0 if=none,id=join-drive,format=raw,file="+joining.Path,
+		"device_add usb-storage,bus="+vm.USBController+".0,drive=join-drive,id=join",
+		"drive_add 0 if=none,id=late-drive,format=raw,file="+foreign,
 		"device_add usb-storage,bus="+vm.USBController+".0,drive=late-drive,id=late",
 	)
 	wantEqual(t, "hot-plugged virtio disk", g.waitFor("virtio disk", 60, `head -c 15 /dev/vda`), "hotplug-disk-ok")
@@ -131,24 +150,45 @@ func TestUSBOnlyAndHotplug(t *testing.T) {
 	wantMatch(t, "USB NIC driver", driver, `^(cdc_ether|rndis_host)$`)
 	g.waitFor("DHCP address on "+nic, 90, "ip -4 -o addr show dev "+nic+" | grep -o 'inet 10\\.0\\.2\\.[0-9]*'")
 
-	// The late USB disk: reported on the console, in status and the motd,
-	// never mounted or written.
+	// The disk with the header joins, by setup-persistence add, logged on
+	// the console; the data filesystem becomes a RAID1 of both USB disks.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := g.WaitSerial(ctx, "hotplug: setup-persistence: done in"); err != nil {
+		t.Fatalf("the join did not end: %v\n%s", err, g.SerialTail(40))
+	}
+	joined := g.sudo(`btrfs filesystem show /mnt/lightwhale-data | grep -o '/dev/sd[b-z]2'`)
+	wantMatch(t, "console: the join", g.BootLog(), `hotplug: Lightwhale disk\(s\) /dev/sd[b-z] with the consent header appeared: joining`)
+	wantMatch(t, "console: add's steps", g.BootLog(), `hotplug: setup-persistence: btrfs device add `+joined)
+	waitMode(t, g, "persistent", 5*time.Minute)
+	checkRAIDMembers(t, g, []string{"sda2", strings.TrimPrefix(joined, "/dev/")})
+	df := g.sudo("btrfs filesystem df /mnt/lightwhale-data")
+	wantMatch(t, "data profile after the hot-plug join", df, `(?m)^Data, RAID1:`)
+	wantMatch(t, "metadata profile after the hot-plug join", df, `(?m)^Metadata, RAID1:`)
+
+	// The other data disk: reported on the console, in status and the
+	// motd, never mounted or written.
 	lateLine := g.waitFor("late disk report", 60, "grep -m1 'arrived late' /run/lightwhale/late-disks")
 	dev := regexp.MustCompile(`/dev/sd[a-z]+`).FindString(lateLine)
-	if dev == "" || dev == "/dev/sda" {
-		t.Fatalf("late-disk record names %q; want the hot-added disk: %s", dev, lateLine)
+	if dev == "" || dev == "/dev/sda" || joined == dev+"2" {
+		t.Fatalf("late-disk record names %q; want the other hot-added disk: %s", dev, lateLine)
 	}
-	wantMatch(t, "status", g.sudo("setup-persistence status"), `(?m)^LATE DISK: Lightwhale disk `+dev+` \(consent header\) arrived late.*reboot`)
+	st := g.sudo("setup-persistence status")
+	wantMatch(t, "status", st, `(?m)^LATE DISK: Lightwhale disk `+dev+` \(btrfs "lightwhale-data" [0-9a-f-]+\) arrived late.*reboot`)
+	if strings.Count(st, "LATE DISK:") != 1 {
+		t.Errorf("status reports other late disks than %s:\n%s", dev, st)
+	}
 	wantMatch(t, "motd", g.run("cat /run/lightwhale/motd"), `WARNING: Lightwhale disk `+dev+` .*arrived late`)
 	wantMatch(t, "console", g.BootLog(), `hotplug: Lightwhale disk `+dev)
 	if m := g.run("grep -c '^" + dev + "' /proc/mounts /proc/swaps || true"); regexp.MustCompile(`:[1-9]`).MatchString(m) {
 		t.Errorf("late disk %s is in use:\n%s", dev, m)
 	}
-	wantEqual(t, "mode after the late disk", g.mode(), "persistent")
+	wantEqual(t, "data after the join", g.run("cat /home/op/lw-e2e"), "on-usb")
 	g.poweroff()
-	if head, err := vm.Head(late, len(magic)); err != nil || string(head) != magic {
-		t.Errorf("late disk was written: head %q, %v", head, err)
+	if h, err := vm.HashFile(foreign); err != nil || h != foreignHash {
+		t.Errorf("the late data disk was written: sha256 %s, %v; was %s", h, err, foreignHash)
 	}
+	checkClaimedOnHost(t, []vm.Disk{disks[0], joining}, 2)
 }
 
 // An SD card (sdhci-pci + sd-card) with the consent header is claimed, its

@@ -76,6 +76,10 @@ type Disk struct {
 	// "disk<N>" (N its index in Config.Disks) when empty. Its drive (the
 	// backend, for drive_del) is ID+"-drive".
 	ID string
+	// WriteBytesPerSec, when set, throttles the guest's writes to this disk
+	// (QEMU's throttling.bps-write): a slow disk, so that a long write such
+	// as a RAID rebuild can be caught in the middle cheaply.
+	WriteBytesPerSec int
 }
 
 // NIC is an extra network card on a private Ethernet segment: every
@@ -329,7 +333,13 @@ func (c Config) Args(h Host) ([]string, error) {
 		drive := id + "-drive"
 		// cache=unsafe: no host fsync for guest flushes (fast under TCG); the
 		// data still reaches the image file, which outlives QEMU.
-		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap,file=%s", drive, optValue(d.Path)))
+		throttle := ""
+		if d.WriteBytesPerSec < 0 {
+			return nil, fmt.Errorf("disk %s: write throttle %d bytes/s: want 0 (none) or more", d.Path, d.WriteBytesPerSec)
+		} else if d.WriteBytesPerSec > 0 {
+			throttle = fmt.Sprintf(",throttling.bps-write=%d", d.WriteBytesPerSec)
+		}
+		a = append(a, "-drive", fmt.Sprintf("if=none,id=%s,format=raw,cache=unsafe,discard=unmap%s,file=%s", drive, throttle, optValue(d.Path)))
 		var dev string
 		switch d.Bus {
 		case Virtio, "":

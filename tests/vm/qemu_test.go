@@ -44,6 +44,19 @@ func TestArgsBootOrderPutsDisksBeforeCD(t *testing.T) {
 		}
 	}
 
+	cfg.Disks[0].WriteBytesPerSec = 256 << 10
+	if args, err = cfg.Args(testHost(t)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "if=none,id=disk0-drive,format=raw,cache=unsafe,discard=unmap,throttling.bps-write=262144,file=/a.img"; !slices.Contains(argsAfter(args, "-drive"), want) {
+		t.Errorf("no -drive %s in %q", want, argsAfter(args, "-drive"))
+	}
+	cfg.Disks[0].WriteBytesPerSec = -1
+	if _, err := cfg.Args(testHost(t)); err == nil || !strings.Contains(err.Error(), "write throttle") {
+		t.Errorf("a negative throttle: err = %v", err)
+	}
+	cfg.Disks[0].WriteBytesPerSec = 0
+
 	if !slices.Contains(argsAfter(args, "-drive"), "if=none,id=cd1-drive,media=cdrom,readonly=on,format=raw,file=/seed,,x.iso") {
 		t.Errorf("a comma in a path is not escaped: %q", argsAfter(args, "-drive"))
 	}
