@@ -1,9 +1,10 @@
 // Package stage1 is /init of the initramfs: it loads the few modules needed
 // to mount the root squashfs (loop, squashfs, isofs), finds the boot medium
-// (loading the drivers its controller and bus ask for), copies the root
-// squashfs from it into RAM, attaches the copy to a read-only loop device,
-// mounts it and switch_roots into /sbin/init. The boot medium is never
-// touched again.
+// (loading the drivers its controller and bus ask for), attaches its root
+// squashfs to a read-only loop device, mounts it and switch_roots into
+// /sbin/init, while a child copies the image into RAM and moves the loop
+// device over to the copy. After that the boot medium is never touched
+// again.
 package stage1
 
 import (
@@ -31,9 +32,9 @@ const about = `Stage 1 of the Lightwhale boot, run by the kernel as /init of the
 initramfs (PID 1 only). It mounts /proc /sys /dev, loads the modules listed
 in /etc/modules and the drivers of the devices present, finds the boot
 medium (an ISO 9660 volume LIGHTWHALE* holding lightwhale/rootfs.squashfs
-of this build), copies that image into RAM, mounts it read-only through a
-loop device on /newroot and switches root to /sbin/init (or to init= from
-the kernel command line).`
+of this build), mounts that image read-only through a loop device on
+/newroot and switches root to /sbin/init (or to init= from the kernel
+command line); a child copies the image into RAM meanwhile.`
 
 // Paths inside the initramfs.
 const (
