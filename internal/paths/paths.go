@@ -43,6 +43,14 @@ const (
 	// far it was then: the base of the time-left estimate.
 	Progress   = RunDir + "/progress"
 	OverlayDir = RunDir + "/overlay"
+	// OSDir holds the Lightwhale versions `lightwhale upgrade` installed
+	// (internal/osversion), on the data subvolume: a state rollback does
+	// not touch them.
+	OSDir = DataDir + "/lightwhale-os"
+	// ImageParam on the kernel command line names the root image that
+	// stage 1 loads from the data filesystem instead of the boot medium:
+	// lightwhale.image=FSUUID:PATH (PATH inside the data subvolume).
+	ImageParam = "lightwhale.image"
 )
 
 // Versions lists what the image ships (Debian, kernel, the Docker stack), one

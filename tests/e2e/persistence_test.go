@@ -280,7 +280,7 @@ func TestRAIDDegraded(t *testing.T) {
 	// Unthrottled, the resumed replace may end before our side looks: the
 	// kernel's word is the proof that it was resumed, not started again.
 	wantMatch(t, "kernel: the replace resumed", g.sudo("dmesg"), `continuing dev_replace from .* to target /dev/vdb2`)
-	t.Logf("after the power cut, at ssh:\n%s", g.sudo("btrfs filesystem show --raw /mnt/lightwhale-data; btrfs replace status -1 /mnt/lightwhale-data; cat /run/lightwhale/mode"))
+	t.Logf("after the power cut, at ssh:\n%s", g.sudo("btrfs filesystem show --raw /mnt/lightwhale-data; btrfs replace status -1 /mnt/lightwhale-data; cat /run/lightwhale/mode; dmesg | grep -i btrfs | tail -25"))
 	waitMode(t, g, "persistent", 8*time.Minute) // btrfs may list the replaced member as missing for minutes after the end
 	show = g.sudo("btrfs filesystem show --raw /mnt/lightwhale-data")
 	if strings.Contains(show, "missing") || !strings.Contains(show, "Total devices 2 ") {
@@ -320,7 +320,7 @@ func waitMode(t *testing.T, g *guest, want string, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mode still %q after %s; want %q\n%s", got, within, want, g.sudo("setup-persistence status"))
+			t.Fatalf("mode still %q after %s; want %q\n%s\nkernel:\n%s", got, within, want, g.sudo("setup-persistence status"), g.sudo("dmesg | grep -i btrfs | tail -40"))
 		}
 		time.Sleep(5 * time.Second)
 	}
