@@ -6,6 +6,7 @@ import (
 
 	"lightwhale/applets/hostname"
 	"lightwhale/applets/hotplug"
+	"lightwhale/applets/osstatus"
 	"lightwhale/applets/persistence"
 	"lightwhale/applets/provision"
 	"lightwhale/applets/stage1"
@@ -30,6 +31,8 @@ func init() {
 			fmt.Fprint(s.Out, paths.Shell())
 			return 0
 		}},
+		{Name: "status", Summary: "which Lightwhale version runs and from where, the versions lightwhale upgrade installed, and what the boots decided", Main: osstatus.Status},
+		{Name: "health", Summary: "at boot: a trial version becomes good once Docker answers, or restarts the machine if it does not in time", Main: osstatus.Health},
 		{Name: "version", Summary: "print the Lightwhale version, then the versions it ships (Debian, kernel, Docker stack, shim, GRUB) and how it booted (Secure Boot, lockdown)", Main: printVersion},
 	}
 }

@@ -42,6 +42,9 @@ func (s replaceStep) Apply(e *env) (string, error) {
 	if hasDevice(st, s.Device) {
 		return "already a member", nil
 	}
+	if err := recordReplace(e, s.DevID, s.Device); err != nil {
+		return "", err
+	}
 	if err := btrfs.Replace(e.h, s.DevID, s.Device, paths.DataDir); err != nil {
 		return "", err
 	}
@@ -221,8 +224,16 @@ func restore(e *env, balanced bool) (restored, error) {
 	case st.Balancing:
 		return restored{note: "a balance is running (btrfs resumes one after a reboot): not starting a second", running: true}, nil
 	case len(st.Missing()) > 0:
-		return restored{note: "degraded: profiles are restored once the missing member is replaced", degraded: true}, nil
+		note, started, err := resumeReplace(e, st)
+		if started || err != nil {
+			return restored{note: note, running: started, replacing: started, degraded: true}, err
+		}
+		if note != "" {
+			note = "; " + note
+		}
+		return restored{note: "degraded: profiles are restored once the missing member is replaced" + note, degraded: true}, nil
 	}
+	e.h.Remove(replaceRecordPath())
 	// A replacement bigger than the member it rebuilt: its room first, so
 	// that the balance can use it.
 	grown, err := grow(e, st)

@@ -236,7 +236,7 @@ func (p *Plan) mountExisting(ms []member) {
 	if degraded {
 		p.Mode = "degraded"
 	}
-	p.Steps = append(p.Steps, mountDataStep{Devices: devs, Degraded: degraded}, rollbackStep{}, mountStateStep{})
+	p.Steps = append(p.Steps, mountDataStep{Devices: devs, Degraded: degraded}, osStep{FSID: p.FSID}, rollbackStep{}, mountStateStep{})
 	// A member that missed writes (it was away while the others ran
 	// degraded) has an older generation: its copies are stale, and what was
 	// written meanwhile has one copy only.

@@ -412,20 +412,27 @@ func rollbackCmd(h host.Host, args []string, stdio cli.IO) int {
 		return cli.Fail(stdio, Name+" rollback", err)
 	}
 	return snapshotsDo(h, stdio, "rollback", func(t topDirs) error {
-		if !h.Exists(t.snap(name)) {
-			return fmt.Errorf("no snapshot %s (setup-persistence snapshots lists them)", name)
-		}
-		// A name no snapshot has: at boot, PRE existing means it was taken.
-		pre := autoName("before-rollback", time.Now())
-		for i := 2; h.Exists(t.snap(pre)); i++ {
-			pre = fmt.Sprintf("%s-%d", autoName("before-rollback", time.Now()), i)
-		}
-		if err := h.WriteFile(filepath.Join(t.snapshots(), rollbackFile), []byte(name+" "+pre+"\n"), 0o644); err != nil {
+		pre, err := requestRollback(h, t, name)
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdio.Out, "rollback to %s at the next boot; the state it replaces will be kept as snapshot %s. Reboot to apply it, or: %s rollback --cancel\n", name, pre, Name)
 		return nil
 	})
+}
+
+// requestRollback records a rollback to snapshot name for the next
+// rollbackStep, and returns the name the state it replaces will be kept as.
+func requestRollback(h host.Host, t topDirs, name string) (string, error) {
+	if !h.Exists(t.snap(name)) {
+		return "", fmt.Errorf("no snapshot %s (setup-persistence snapshots lists them)", name)
+	}
+	// A name no snapshot has: at boot, PRE existing means it was taken.
+	pre := autoName("before-rollback", time.Now())
+	for i := 2; h.Exists(t.snap(pre)); i++ {
+		pre = fmt.Sprintf("%s-%d", autoName("before-rollback", time.Now()), i)
+	}
+	return pre, h.WriteFile(filepath.Join(t.snapshots(), rollbackFile), []byte(name+" "+pre+"\n"), 0o644)
 }
 
 func forgetCmd(h host.Host, args []string, stdio cli.IO) int {

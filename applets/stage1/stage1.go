@@ -24,6 +24,7 @@ import (
 
 	"lightwhale/internal/cli"
 	"lightwhale/internal/modalias"
+	"lightwhale/internal/osversion"
 )
 
 const name = "init"
@@ -99,8 +100,18 @@ func boot(stdio cli.IO) error {
 		}
 		return p.Probe(m, "")
 	}
-	img, id, err := findMedium(stdio, aliases, load)
-	if err != nil {
+	fsid, rel, installed := osversion.ImageFromCmdline(string(cmdline))
+	var img string
+	var id RootfsID
+	if installed {
+		if img, err = findInstalled(stdio, aliases, load, fsid, rel); err != nil {
+			// The boot medium's version decides again at the next boot
+			// (it counts this switch as one that did not arrive).
+			fmt.Fprintf(stdio.Err, "lightwhale stage 1: %v\nrestarting in 10 s: the boot medium's version takes over\n", err)
+			time.Sleep(10 * time.Second)
+			return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		}
+	} else if img, id, err = findMedium(stdio, aliases, load); err != nil {
 		return err
 	}
 	dev, err := attachReadOnly(img)
@@ -113,9 +124,12 @@ func boot(stdio cli.IO) error {
 	if _, err := mount.Mount(dev, newRoot, "squashfs", "", unix.MS_RDONLY); err != nil {
 		return fmt.Errorf("mount the root image (%s) on %s: %w", dev, newRoot, err)
 	}
-	// The boot goes on from the medium while a child copies the image into
-	// RAM and moves the loop device over to the copy.
-	if err := startCopy(img, id.Size, dev); err != nil {
+	if installed {
+		// Already in RAM; the loop device keeps the copy's tmpfs alive.
+		unix.Unmount(ramDir, unix.MNT_DETACH)
+	} else if err := startCopy(img, id.Size, dev); err != nil {
+		// The boot goes on from the medium while a child copies the image
+		// into RAM and moves the loop device over to the copy.
 		return err
 	}
 	// The guest's uptime here is make bench's "stage 1 done" figure.

@@ -291,3 +291,13 @@ func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	return strings.TrimSpace(s[strings.LastIndex(s, "\n")+1:])
 }
+
+// DropEmptyChunks deletes the chunks that hold nothing (a balance of
+// usage 0 moves no data): a replace on a degraded filesystem leaves empty
+// single chunks behind until the cleaner comes, and when they fill the
+// survivor, btrfs cancels the replace (ENOSPC marking a block group
+// read-only). It waits.
+func DropEmptyChunks(r Runner, mnt string) error {
+	_, err := r.Run("btrfs", "balance", "start", "-dusage=0", "-musage=0", mnt)
+	return err
+}

@@ -63,11 +63,30 @@ type Version struct {
 	TrialBoots int       `json:"trial_boots"`        // boots switched into it as a trial
 	MaxTrials  int       `json:"max_trial_boots"`
 	Reason     string    `json:"reason,omitempty"` // why it is bad or retired
+	// Unarrived counts switches into it whose boot never reached its own
+	// persistence setup (a kernel or root image that does not boot).
+	Unarrived int `json:"unarrived,omitempty"`
+	// HealthWithin bounds each trial boot's wait for healthy, in seconds
+	// (0: DefaultHealthWithin); then the trial boot restarts the machine.
+	HealthWithin int `json:"health_within,omitempty"`
 }
+
+// DefaultHealthWithin is how long a trial boot waits to become healthy.
+const DefaultHealthWithin = 10 * time.Minute
+
+// MaxUnarrived is how many switches into a good version may fail to
+// arrive before it is given up: a good version that stopped booting (its
+// files damaged) must not make every boot a loop through it.
+const MaxUnarrived = 2
 
 // State is what paths.OSDir/state.json holds.
 type State struct {
 	Versions []Version `json:"versions"`
+	// Switching is the version the last boot of the medium switched to,
+	// until that version's boot says it arrived.
+	Switching string `json:"switching,omitempty"`
+	// Medium is the boot medium's version, as its last boot said.
+	Medium string `json:"medium,omitempty"`
 }
 
 // VersionDir is where version v's files are, under dir (paths.OSDir).
@@ -243,6 +262,21 @@ func (s *State) AtBoot(running string, fromMedium bool) Decision {
 	if !fromMedium {
 		return d
 	}
+	if v := s.Find(s.Switching); v != nil {
+		v.Unarrived++
+		if v.Status == Good && v.Unarrived >= MaxUnarrived {
+			v.Status = Bad
+			v.Reason = fmt.Sprintf("did not boot after %d switches", v.Unarrived)
+			d.Why = fmt.Sprintf("%s given up: %s", v.Version, v.Reason)
+		}
+	}
+	s.Switching = ""
+	s.Medium = running
+	defer func() {
+		if d.Run != "" {
+			s.Switching = d.Run
+		}
+	}()
 	for i := range s.Versions {
 		t := &s.Versions[i]
 		if t.Status != Trial {
@@ -257,7 +291,10 @@ func (s *State) AtBoot(running string, fromMedium bool) Decision {
 		t.Status = Bad
 		t.Reason = fmt.Sprintf("not healthy (Docker answering, data mounted) after %d trial boot(s)", t.TrialBoots)
 		d.Abandoned, d.Rollback = t.Version, t.Snapshot
-		d.Why = fmt.Sprintf("upgrade to %s abandoned: %s", t.Version, t.Reason)
+		if d.Why != "" {
+			d.Why += "; "
+		}
+		d.Why += fmt.Sprintf("upgrade to %s abandoned: %s", t.Version, t.Reason)
 		if t.Snapshot != "" {
 			d.Why += "; the state is rolled back to snapshot " + t.Snapshot
 		}
@@ -280,6 +317,17 @@ func (s *State) newestGood() string {
 		}
 	}
 	return best
+}
+
+// Arrived records that running, an installed version, booted as far as
+// its own persistence setup.
+func (s *State) Arrived(running string) {
+	if s.Switching == running {
+		s.Switching = ""
+	}
+	if v := s.Find(running); v != nil {
+		v.Unarrived = 0
+	}
 }
 
 // Healthy records that running reached healthy: a trial becomes good.

@@ -60,6 +60,7 @@ func TestTrialBecomesGood(t *testing.T) {
 		if d := s.AtBoot("0.1.0", true); d.Run != "0.2.0" {
 			t.Fatalf("boot %d: %+v; want 0.2.0", i, d)
 		}
+		s.Arrived("0.2.0")
 	}
 	// A medium newer than every installed version wins.
 	if d := s.AtBoot("0.3.0", true); d.Run != "" {
@@ -145,5 +146,57 @@ func TestSaveLoad(t *testing.T) {
 	got, err := Load(dir)
 	if err != nil || got.Find("0.2.0") == nil || got.Find("0.2.0").Snapshot != "x" || got.Find("0.2.0").MaxTrials != DefaultTrialBoots {
 		t.Fatalf("loaded %+v %v", got, err)
+	}
+}
+
+// A good version whose boots stop arriving (its files damaged) is given
+// up after MaxUnarrived switches: no boot loop through it.
+func TestGoodVersionThatStopsBooting(t *testing.T) {
+	var s State
+	s.Install(Version{Version: "0.2.0"}, "0.1.0")
+	if d := s.AtBoot("0.1.0", true); d.Run != "0.2.0" {
+		t.Fatal(d)
+	}
+	s.Arrived("0.2.0")
+	s.Healthy("0.2.0")
+	for i := 0; i < MaxUnarrived; i++ {
+		if d := s.AtBoot("0.1.0", true); d.Run != "0.2.0" {
+			t.Fatalf("switch %d: %+v", i, d)
+		}
+		// ... and 0.2.0 never arrives.
+	}
+	d := s.AtBoot("0.1.0", true)
+	if d.Run != "" || !strings.Contains(d.Why, "did not boot") || s.Find("0.2.0").Status != Bad {
+		t.Fatalf("after %d switches that did not arrive: %+v %+v", MaxUnarrived, d, s.Find("0.2.0"))
+	}
+}
+
+func TestImageFromCmdline(t *testing.T) {
+	for _, c := range []struct {
+		line, fsid, path string
+		ok               bool
+	}{
+		{"console=ttyS0 panic=10", "", "", false},
+		{"console=ttyS0 lightwhale.image=abc:lightwhale-os/versions/0.2.0/rootfs.squashfs", "abc", "lightwhale-os/versions/0.2.0/rootfs.squashfs", true},
+		{"lightwhale.image=abc:../../etc/x", "abc", "etc/x", true}, // cleaned under the data subvolume
+		{"lightwhale.image=abc", "", "", false},
+		{"lightwhale.image=:x", "", "", false},
+		{"-- lightwhale.image=abc:x", "", "", false},
+	} {
+		fsid, path, ok := ImageFromCmdline(c.line)
+		if fsid != c.fsid || path != c.path || ok != c.ok {
+			t.Errorf("ImageFromCmdline(%q) = %q %q %v; want %q %q %v", c.line, fsid, path, ok, c.fsid, c.path, c.ok)
+		}
+	}
+}
+
+func TestKernelCmdline(t *testing.T) {
+	got := KernelCmdline("BOOT_IMAGE=/boot/vmlinuz console=tty0 console=ttyS0,115200 panic=10 lightwhale.image=old:x -- single", "FS", "0.2.0")
+	want := "console=tty0 console=ttyS0,115200 panic=10 lightwhale.image=FS:lightwhale-os/versions/0.2.0/rootfs.squashfs -- single"
+	if got != want {
+		t.Errorf("KernelCmdline:\n got %s\nwant %s", got, want)
+	}
+	if fsid, path, ok := ImageFromCmdline(got); !ok || fsid != "FS" || path != ImagePath("0.2.0") {
+		t.Errorf("the command line does not read back: %q %q %v", fsid, path, ok)
 	}
 }
