@@ -144,6 +144,9 @@ func openBeneath(root, rel string) (*os.File, os.FileInfo, error) {
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS,
 	})
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+		return nil, nil, fmt.Errorf("%s is a symbolic link, or under one, or on another filesystem: a Lightwhale ISO has none", rel)
+	}
 	if err != nil {
 		return nil, nil, &os.PathError{Op: "open", Path: rel, Err: err}
 	}

@@ -92,7 +92,7 @@ func ParseManifest(b []byte) (Manifest, error) {
 				return m, bad("a second version")
 			}
 			if err := osversion.CheckVersion(f[1]); err != nil {
-				return m, bad("%v", err)
+				return m, fmt.Errorf("manifest line %d: %v", n, err)
 			}
 			m.Version, haveVersion = f[1], true
 		case "sha256":

@@ -65,7 +65,7 @@ func parsePublicKey(b []byte) (ed25519.PublicKey, error) {
 
 // verifySignature checks sig over manifest against the trusted keys and
 // returns the name of the key that signed it.
-func verifySignature(manifest, sig []byte, keys []trustedKey) (string, error) {
+func verifySignature(manifest, sig []byte, keys []trustedKey, dir string) (string, error) {
 	if len(sig) != ed25519.SignatureSize {
 		return "", fmt.Errorf("%s: %d bytes; an ed25519 signature is %d", SignaturePath, len(sig), ed25519.SignatureSize)
 	}
@@ -74,5 +74,5 @@ func verifySignature(manifest, sig []byte, keys []trustedKey) (string, error) {
 			return k.name, nil
 		}
 	}
-	return "", fmt.Errorf("%s: the manifest's signature does not verify with any key this image trusts (%d in %s)", SignaturePath, len(keys), "upgrade-keys")
+	return "", fmt.Errorf("%s: the manifest's signature does not verify with any key this image trusts (%d in %s)", SignaturePath, len(keys), dir)
 }

@@ -51,7 +51,7 @@ func TestVerifySignature(t *testing.T) {
 		t.Fatalf("loadKeys: %v %v", keys, err)
 	}
 	m := []byte(goodManifest())
-	if who, err := verifySignature(m, ed25519.Sign(privA, m), keys); err != nil || who != "a.pem" {
+	if who, err := verifySignature(m, ed25519.Sign(privA, m), keys, dir); err != nil || who != "a.pem" {
 		t.Fatalf("good signature: %q %v", who, err)
 	}
 	for name, c := range map[string]struct{ m, sig []byte }{
@@ -61,7 +61,7 @@ func TestVerifySignature(t *testing.T) {
 		"empty signature":      {m, nil},
 		"a signature too long": {m, append(ed25519.Sign(privA, m), 0)},
 	} {
-		if _, err := verifySignature(c.m, c.sig, keys); err == nil {
+		if _, err := verifySignature(c.m, c.sig, keys, dir); err == nil {
 			t.Errorf("%s: verified", name)
 		}
 	}
@@ -102,7 +102,7 @@ func TestOpenSSLSignatureVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig, _ := os.ReadFile(m + ".sig")
-	if _, err := verifySignature([]byte(goodManifest()), sig, trusted); err != nil {
+	if _, err := verifySignature([]byte(goodManifest()), sig, trusted, keys); err != nil {
 		t.Fatal(err)
 	}
 }

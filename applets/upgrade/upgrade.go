@@ -262,7 +262,7 @@ func (e *env) check(root string, allowDowngrade bool) (checked, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return c, isoErrorf("not signed (no %s), and this image accepts only ISOs signed with one of its keys (%s)", SignaturePath, e.keysDir)
 		}
-		if c.signer, err = verifySignature(c.manifest, c.sig, keys); err != nil {
+		if c.signer, err = verifySignature(c.manifest, c.sig, keys, e.keysDir); err != nil {
 			return c, isoErrorf("%v", err)
 		}
 	} else {
