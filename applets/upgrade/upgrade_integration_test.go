@@ -8,6 +8,7 @@ package upgrade
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,15 +118,10 @@ func realEnvAt(t *testing.T, data string) *env {
 		e.mount = func(src string, block bool, dir string) (func() error, error) {
 			out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", "stdio:"+src, "-extract", "/", dir).CombinedOutput()
 			if err != nil {
-				t.Logf("xorriso -extract %s: %v: %s", src, err, out)
+				emptyDir(dir)
+				return nil, fmt.Errorf("xorriso -extract %s: %v: %s", src, err, out)
 			}
-			return func() error {
-				ents, _ := os.ReadDir(dir)
-				for _, e := range ents {
-					os.RemoveAll(filepath.Join(dir, e.Name()))
-				}
-				return nil
-			}, err
+			return func() error { emptyDir(dir); return nil }, nil
 		}
 	}
 	return e

@@ -123,14 +123,19 @@ func newFixture(t *testing.T, running string) *fixture {
 		f.mounted++
 		return func() error {
 			f.mounted--
-			ents, _ := os.ReadDir(dir)
-			for _, e := range ents {
-				os.RemoveAll(filepath.Join(dir, e.Name()))
-			}
+			emptyDir(dir)
 			return nil
 		}, nil
 	}
 	return f
+}
+
+// emptyDir removes what dir holds: an "unmount" of a laid-out ISO.
+func emptyDir(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }
 
 func (f *fixture) run(args ...string) (int, string, string) {
