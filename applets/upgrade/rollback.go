@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"errors"
 	"fmt"
 
 	"lightwhale/internal/cli"
@@ -25,7 +26,9 @@ func rollbackRun(e *env, args []string, stdio cli.IO) int {
 		fmt.Fprintf(stdio.Err, "%s: unexpected argument %q\n", RollbackName, fs.Arg(0))
 		return 2
 	}
-	if err := e.persistent(e); err != nil {
+	if err := e.persistent(e); errors.Is(err, errVolatile) {
+		return cli.Fail(stdio, RollbackName, errors.New("this machine is volatile (its data is in RAM): it runs its boot medium's version and has no installed versions; to change versions, write another ISO to the boot medium"))
+	} else if err != nil {
 		return cli.Fail(stdio, RollbackName, err)
 	}
 	unlock, err := e.lock()
