@@ -38,9 +38,12 @@ deps:
 
 # CUSTOM=path/to/Dockerfile (FROM lightwhale:$(VERSION)) adds your layer.
 CUSTOM ?=
+# SIGN_KEY=path/to/key.pem (ed25519, openssl genpkey -algorithm ed25519) signs
+# the ISO's manifest; the image it makes then upgrades only to ISOs signed so.
+SIGN_KEY ?=
 iso: deps $(ISO)
-$(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM)
-	CUSTOM=$(abspath $(CUSTOM)) iso/build.sh $(VERSION) $(BIN) $@
+$(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM) $(SIGN_KEY)
+	CUSTOM=$(abspath $(CUSTOM)) SIGN_KEY=$(if $(SIGN_KEY),$(abspath $(SIGN_KEY))) iso/build.sh $(VERSION) $(BIN) $@
 
 $(LWQEMU): $(shell find tests/vm -name '*.go' -not -name '*_test.go') go.mod go.sum
 	@mkdir -p $(BUILD)

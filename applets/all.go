@@ -10,15 +10,20 @@ import (
 	"lightwhale/applets/persistence"
 	"lightwhale/applets/provision"
 	"lightwhale/applets/stage1"
+	"lightwhale/applets/upgrade"
 	"lightwhale/applets/wifi"
 	"lightwhale/internal/bootsec"
 	"lightwhale/internal/cli"
+	"lightwhale/internal/host"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/version"
 )
 
 // One line per applet; the links in the rootfs are made from these names.
 func init() {
+	// Applets never import each other: upgrade's state snapshot is
+	// setup-persistence's, handed over here.
+	upgrade.Snapshot = func(why string) (string, error) { return persistence.AutoSnapshot(host.Real, why) }
 	registry = []Applet{
 		{Name: persistence.Name, Summary: "find, claim or volatile-mount the data filesystem and overlay /etc /var /home", Main: persistence.Main},
 		{Name: persistence.InitName, Summary: "the init script of setup-persistence: start|stop", Main: persistence.InitScript},
@@ -26,6 +31,8 @@ func init() {
 		{Name: "setup-wifi", Summary: "join a wireless network (WPA2-Personal or open), scan, show status", Main: wifi.Main},
 		{Name: "hotplug", Summary: "load drivers for the devices present and those that appear later (coldplug, uevents); settle storage", Main: hotplug.Main},
 		{Name: "provision", Summary: "configure the machine at boot from a NoCloud seed (cidata) and lightwhale.* kernel parameters", Main: provision.Main},
+		{Name: upgrade.Name, Summary: "verify a Lightwhale ISO and install it on the data filesystem as a trial version for the next boot", Main: upgrade.Main},
+		{Name: upgrade.RollbackName, Summary: "leave the installed Lightwhale version by hand: the next boot runs the previous one", Main: upgrade.RollbackOS},
 		{Name: "init", Summary: "stage 1 of the boot: /init of the initramfs mounts the root squashfs and switches to it", Main: stage1.Main},
 		{Name: "paths", Summary: "print the fixed paths and names as shell-safe LIGHTWHALE_KEY='value' lines, for the init scripts", Main: func(_ []string, s cli.IO) int {
 			fmt.Fprint(s.Out, paths.Shell())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Lightwhale ISO: rootfs image (rootfs/Dockerfile) -> squashfs ->
 # initramfs with the lightwhale binary as /init -> hybrid BIOS/UEFI ISO.
-# usage: [CUSTOM=Dockerfile] iso/build.sh VERSION BIN OUT.iso    (all outputs go next to OUT)
+# usage: [CUSTOM=Dockerfile] [SIGN_KEY=key.pem] iso/build.sh VERSION BIN OUT.iso    (all outputs go next to OUT)
 set -euo pipefail
 
 version=$1 bin=$2 out=$3
@@ -11,6 +11,16 @@ image=lightwhale:$version
 export PATH=/usr/local/go/bin:$PATH
 
 step() { printf '== %s (%ss)\n' "$*" "$SECONDS"; }
+
+# SIGN_KEY: an ed25519 private key (PEM, e.g. openssl genpkey -algorithm
+# ed25519) signs the ISO's manifest; its public key goes into the image, which
+# then lets `lightwhale upgrade` install only ISOs signed with it. Checked
+# first, so a bad key stops the build before anything is made.
+if [ -n "${SIGN_KEY:-}" ]; then
+  [ -r "$SIGN_KEY" ] || { echo "iso/build.sh: SIGN_KEY=$SIGN_KEY: no such readable file" >&2; exit 1; }
+  openssl pkey -in "$SIGN_KEY" -noout -text 2>/dev/null | grep -q '^ED25519 Private-Key' ||
+    { echo "iso/build.sh: SIGN_KEY=$SIGN_KEY is not an ed25519 private key (openssl genpkey -algorithm ed25519 -out key.pem)" >&2; exit 1; }
+fi
 
 # 1. The Debian suite (SUITE=, default trixie) and the base image. No
 # registry answers on our machines: make it locally with mmdebstrap.
@@ -73,6 +83,13 @@ kver=$(ls "$root/usr/lib/modules")
 step "checking signatures"
 "$src/iso/check-signed.sh" "$root/usr/lib/modules/$kver" "$efi/bootx64.efi" "$efi/grubx64.efi" "$iso/boot/vmlinuz"
 
+# 5b. The key the image trusts to sign its upgrades (paths.UpgradeKeys).
+if [ -n "${SIGN_KEY:-}" ]; then
+  keyname=$(basename "$SIGN_KEY" .pem | tr -c 'A-Za-z0-9._\n-' _)
+  mkdir -p "$root/usr/share/lightwhale/upgrade-keys"
+  openssl pkey -in "$SIGN_KEY" -pubout -out "$root/usr/share/lightwhale/upgrade-keys/$keyname.pem"
+fi
+
 # 6. The root squashfs goes on the ISO, beside the kernel: stage 1 copies it
 # into RAM from there. The initramfs: /init (our binary), the modules that
 # mount the medium and the squashfs, the drivers of the buses a medium sits
@@ -110,6 +127,23 @@ done | sort -u | while read -r ko; do
 done
 depmod -b "$initrd" "$kver"
 (cd "$initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 > "$iso/boot/initrd.img"
+
+# 6b. The manifest `lightwhale upgrade` checks (applets/upgrade): the
+# version, then the size and sha256 of the kernel, initramfs and root image;
+# signed when SIGN_KEY is set (the raw 64-byte ed25519 signature).
+step "writing the manifest"
+manifest=$iso/lightwhale/manifest
+{
+  echo "lightwhale-manifest 1"
+  echo "version $version"
+  for f in boot/vmlinuz boot/initrd.img lightwhale/rootfs.squashfs; do
+    echo "sha256 $(sha256sum "$iso/$f" | cut -d' ' -f1) $(stat -c %s "$iso/$f") $f"
+  done
+} > "$manifest"
+rm -f "$manifest.sig"
+if [ -n "${SIGN_KEY:-}" ]; then
+  openssl pkeyutl -sign -rawin -inkey "$SIGN_KEY" -in "$manifest" -out "$manifest.sig"
+fi
 
 # 7. The hybrid ISO, laid out as grub-mkrescue does, but with Debian's signed
 # UEFI chain. Persistence recognises the boot medium by the LIGHTWHALE

@@ -323,6 +323,41 @@ func snapshotCmd(h host.Host, args []string, stdio cli.IO) int {
 	})
 }
 
+// AutoSnapshot takes an automatic read-only snapshot of the state now, named
+// after why (e.g. "before-upgrade-0.2.0") and the time, prunes the oldest
+// automatic ones, and returns its name. It holds the run lock, so it waits
+// for a claim, a join or another snapshot to end.
+func AutoSnapshot(h host.Host, why string) (string, error) {
+	// The name must stay a snapshot name: the time suffix (and room for a
+	// "-N" that tells two in one second apart) is kept whole.
+	now := time.Now()
+	if max := 64 - len(autoName("", now)) - 3; len(why) > max {
+		why = why[:max]
+	}
+	name := autoName(why, now)
+	if err := checkSnapshotName(name, false); err != nil {
+		return "", err
+	}
+	unlock, err := runLock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	err = withTop(h, func(t topDirs) error {
+		for i := 2; h.Exists(t.snap(name)); i++ {
+			name = fmt.Sprintf("%s-%d", autoName(why, now), i)
+		}
+		if err := btrfs.Snapshot(h, paths.StateDir, t.snap(name), true); err != nil {
+			return fmt.Errorf("snapshot the state as %s: %w", name, err)
+		}
+		return prune(h, t)
+	})
+	if err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
 func snapshotsCmd(h host.Host, args []string, stdio cli.IO) int {
 	fs := cli.NewFlagSet(Name+" snapshots", "[--keep N]", "Lists the state snapshots, oldest first, with their size.\n\n"+snapshotCovers, stdio.Err)
 	keep := fs.Int("keep", 0, fmt.Sprintf("keep the newest N automatic snapshots from now on (default %d)", defaultKeep))

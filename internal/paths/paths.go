@@ -57,6 +57,11 @@ const (
 // "name version" per line, written by rootfs/Dockerfile.
 const Versions = "/usr/share/lightwhale/versions"
 
+// UpgradeKeys holds the ed25519 public keys (*.pem) the image trusts to sign
+// the ISOs `lightwhale upgrade` installs (make iso SIGN_KEY=...); without
+// any, unsigned ISOs are accepted.
+const UpgradeKeys = "/usr/share/lightwhale/upgrade-keys"
+
 // OverlayDirs are the directories made writable over the immutable root.
 var OverlayDirs = []string{"/etc", "/var", "/home"}
 
