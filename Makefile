@@ -23,7 +23,7 @@ export DISKS MEM BENCH_N SUITE
 LWQEMU  := $(BUILD)/lwqemu
 ACCEL    = $$($(LWQEMU) -accel -iso $(abspath $(ISO)))
 
-.PHONY: all build deps iso run check-args test unit bench size clean
+.PHONY: all build deps iso test-isos run check-args test unit bench size clean
 
 all: build
 
@@ -45,6 +45,21 @@ iso: deps $(ISO)
 $(ISO): $(BIN) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM) $(SIGN_KEY)
 	CUSTOM=$(abspath $(CUSTOM)) SIGN_KEY=$(if $(SIGN_KEY),$(abspath $(SIGN_KEY))) iso/build.sh $(VERSION) $(BIN) $@
 
+# Test-only ISOs for tests/e2e/upgrade_test.go: this tree as a newer
+# version, and that with a dockerd that never starts. Each in a directory of
+# its own (iso/build.sh writes beside its output); fast compression.
+UP_VERSION     := $(VERSION).1
+BROKEN_VERSION := $(VERSION).2
+UP_ISO         := $(BUILD)/up-$(UP_VERSION)/lightwhale-$(UP_VERSION)-x86.iso
+BROKEN_ISO     := $(BUILD)/up-$(BROKEN_VERSION)/lightwhale-$(BROKEN_VERSION)-x86.iso
+BROKEN_CUSTOM  := tests/e2e/testdata/broken-dockerd/Dockerfile
+test-isos: $(UP_ISO) $(BROKEN_ISO)
+$(UP_ISO) $(BROKEN_ISO): $(ISO) $(BROKEN_CUSTOM)
+	v=$$(basename $(@D)) && v=$${v#up-} && \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X lightwhale/internal/version.Version=$$v" -o $(@D)/lightwhale ./cmd/lightwhale && \
+	SQUASHFS_COMP=fast SIGN_KEY=$(if $(SIGN_KEY),$(abspath $(SIGN_KEY))) \
+	CUSTOM=$(if $(findstring $(BROKEN_VERSION),$@),$(abspath $(BROKEN_CUSTOM))) iso/build.sh $$v $(@D)/lightwhale $@
+
 $(LWQEMU): $(shell find tests/vm -name '*.go' -not -name '*_test.go') go.mod go.sum
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build -o $@ ./tests/vm/cmd/lwqemu
@@ -63,8 +78,9 @@ unit:
 
 # Everything: unit, privileged (loop devices, btrfs, namespaces) and the QEMU
 # boot tests against the ISO.
-test: check-args iso $(BUILD)/stub-kernel $(LWQEMU)
+test: check-args iso $(BUILD)/stub-kernel $(LWQEMU) test-isos
 	accel=$(ACCEL) && LIGHTWHALE_ACCEL=$$accel LIGHTWHALE_BIN=$(abspath $(BIN)) LIGHTWHALE_ISO=$(abspath $(ISO)) \
+		LIGHTWHALE_UPGRADE_ISO=$(abspath $(UP_ISO)) LIGHTWHALE_BROKEN_ISO=$(abspath $(BROKEN_ISO)) \
 		LIGHTWHALE_STUB_KERNEL_ROOT=$(abspath $(BUILD)/stub-kernel) \
 		$(GO) test -p 1 -count=1 -timeout 80m ./...
 

@@ -70,9 +70,14 @@ func Status(args []string, stdio cli.IO) int {
 			line += "; boot medium " + st.Medium
 		}
 		fmt.Fprintln(stdio.Out, line+".")
+		// The state's notice outlives the boot that wrote it (a switch
+		// follows, and /run is new); this boot's own warnings beside it.
+		if st.Notice != "" {
+			fmt.Fprintf(stdio.Out, "  WARNING: upgrade: %s\n", st.Notice)
+		}
 		if w, err := os.ReadFile(paths.Warnings); err == nil {
 			for _, l := range strings.Split(strings.TrimSpace(string(w)), "\n") {
-				if strings.HasPrefix(l, "upgrade: ") {
+				if strings.HasPrefix(l, "upgrade: ") && !strings.Contains(l, st.Notice) {
 					fmt.Fprintf(stdio.Out, "  WARNING: %s\n", l)
 				}
 			}
@@ -95,6 +100,9 @@ func Status(args []string, stdio cli.IO) int {
 			fmt.Fprintf(stdio.Out, "; %s", v.Reason)
 		}
 		fmt.Fprintln(stdio.Out, ")")
+	}
+	if st.Notice != "" {
+		fmt.Fprintf(stdio.Out, "WARNING:   %s\n", st.Notice)
 	}
 	if len(st.Versions) == 0 {
 		fmt.Fprintln(stdio.Out, "installed: none (lightwhale upgrade FILE.iso installs one)")
@@ -138,7 +146,12 @@ func Health(args []string, stdio cli.IO) int {
 		within = time.Duration(v.HealthWithin) * time.Second
 	}
 	why := waitHealthy(within)
-	// Reloaded: the boot may have changed it meanwhile.
+	// Reloaded under the lock: an upgrade may have changed it meanwhile.
+	unlock, err := osversion.Lock(osDir)
+	if err != nil {
+		return cli.Fail(stdio, "health", err)
+	}
+	defer unlock()
 	if st, err = osversion.Load(osDir); err != nil {
 		return cli.Fail(stdio, "health", err)
 	}

@@ -36,6 +36,11 @@ func rollbackRun(e *env, args []string, stdio cli.IO) int {
 		return cli.Fail(stdio, RollbackName, err)
 	}
 	defer unlock()
+	unlockState, err := osversion.Lock(e.osDir)
+	if err != nil {
+		return cli.Fail(stdio, RollbackName, err)
+	}
+	defer unlockState()
 	st, err := osversion.Load(e.osDir)
 	if err != nil {
 		return cli.Fail(stdio, RollbackName, err)

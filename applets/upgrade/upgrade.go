@@ -53,12 +53,13 @@ const spaceMargin = 64 << 20
 
 // env is every edge the applets touch, so tests can move them.
 type env struct {
-	dataDir  string // the data filesystem (btrfs when persistent)
-	osDir    string // the installed versions and state.json
-	runDir   string // where the ISO is mounted and the lock is
-	modeFile string
-	keysDir  string
-	running  string // this image's version
+	healthWithin time.Duration // each trial boot's wait for healthy (--trial-within)
+	dataDir      string        // the data filesystem (btrfs when persistent)
+	osDir        string        // the installed versions and state.json
+	runDir       string        // where the ISO is mounted and the lock is
+	modeFile     string
+	keysDir      string
+	running      string // this image's version
 	// fromImage: this boot runs an installed image (lightwhale.image= on
 	// the kernel command line), so the medium's version is unknown.
 	fromImage bool
@@ -138,9 +139,15 @@ func run(e *env, args []string, stdio cli.IO) int {
 	allowDowngrade := fs.Bool("allow-downgrade", false, "install a version older than the running one")
 	trials := fs.Int("trial-boots", osversion.DefaultTrialBoots, "boots the new version gets to become healthy")
 	dryRun := fs.Bool("dry-run", false, "verify the ISO and say what would be done; write nothing")
+	within := fs.Duration("trial-within", osversion.DefaultHealthWithin, "how long each trial boot waits for Docker to answer before it restarts the machine")
 	if code, done := cli.Parse(fs, args); done {
 		return code
 	}
+	if *within < 30*time.Second || *within > 24*time.Hour {
+		fmt.Fprintf(stdio.Err, "%s: --trial-within %s: want 30s to 24h\n", Name, *within)
+		return 2
+	}
+	e.healthWithin = *within
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stdio.Err, "%s: name one ISO file or block device (usage: %s %s)\n", Name, Name, usage)
 		return 2
@@ -379,6 +386,11 @@ func (e *env) install(w io.Writer, root string, c checked, trials int) error {
 	if err := os.MkdirAll(versions, 0o755); err != nil {
 		return err
 	}
+	unlock, err := osversion.Lock(e.osDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := osversion.Load(e.osDir)
 	if err != nil {
 		return err
@@ -402,7 +414,7 @@ func (e *env) install(w io.Writer, root string, c checked, trials int) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("state snapshot before the upgrade: %w (nothing installed)", err), os.RemoveAll(final))
 	}
-	remove := st.Install(osversion.Version{Version: v, Installed: e.now().UTC(), From: e.running, Snapshot: snap, MaxTrials: trials}, e.running)
+	remove := st.Install(osversion.Version{Version: v, Installed: e.now().UTC(), From: e.running, Snapshot: snap, MaxTrials: trials, HealthWithin: int(e.healthWithin / time.Second)}, e.running)
 	if err := st.Save(e.osDir); err != nil {
 		return errors.Join(fmt.Errorf("record %s: %w (nothing installed)", v, err), os.RemoveAll(final))
 	}

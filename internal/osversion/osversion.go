@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"lightwhale/internal/atomicfile"
 )
 
@@ -87,6 +89,9 @@ type State struct {
 	Switching string `json:"switching,omitempty"`
 	// Medium is the boot medium's version, as its last boot said.
 	Medium string `json:"medium,omitempty"`
+	// Notice is the last thing a boot gave up on (a trial abandoned, a
+	// version that stopped booting), for the motd until the next upgrade.
+	Notice string `json:"notice,omitempty"`
 }
 
 // VersionDir is where version v's files are, under dir (paths.OSDir).
@@ -204,6 +209,7 @@ func (s *State) Find(v string) *Version {
 // returns the versions to delete so that at most Keep stay installed:
 // never running, and the good ones last.
 func (s *State) Install(v Version, running string) (remove []string) {
+	s.Notice = ""
 	v.Status = Trial
 	v.TrialBoots = 0
 	if v.MaxTrials < 1 {
@@ -299,6 +305,9 @@ func (s *State) AtBoot(running string, fromMedium bool) Decision {
 			d.Why += "; the state is rolled back to snapshot " + t.Snapshot
 		}
 	}
+	if d.Why != "" {
+		s.Notice = d.Why
+	}
 	if g := s.newestGood(); g != "" && Compare(g, running) > 0 {
 		d.Run = g
 		if d.Why != "" {
@@ -368,4 +377,22 @@ func (s *State) RollbackOS(running string, now time.Time) (string, error) {
 	target.Status = Retired
 	target.Reason = "rolled back by hand at " + now.UTC().Format(time.RFC3339)
 	return target.Version, nil
+}
+
+// Lock takes the state's lock in dir: whoever loads, changes and saves the
+// state (upgrade, rollback-os, health) holds it, so that none overwrites
+// another's change. It waits; unlock releases it.
+func Lock(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }

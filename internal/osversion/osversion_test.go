@@ -87,6 +87,9 @@ func TestTrialAbandoned(t *testing.T) {
 	if v := s.Find("0.3.0"); v.Status != Bad || !strings.Contains(v.Reason, "2 trial boot") {
 		t.Fatalf("abandoned trial: %+v", v)
 	}
+	if !strings.Contains(s.Notice, "upgrade to 0.3.0 abandoned") {
+		t.Fatalf("notice %q", s.Notice)
+	}
 	// Abandoned once: the next boots do not roll back again.
 	if d := s.AtBoot("0.1.0", true); d.Rollback != "" || d.Abandoned != "" || d.Run != "0.2.0" {
 		t.Fatalf("boot after the abandon: %+v", d)

@@ -189,6 +189,12 @@ func (m *Machine) Reboot(ctx context.Context) error {
 	m.markBoot()
 	// The connection drops while the command runs: its error means nothing.
 	_, _ = m.Sudo(ctxTimeout(ctx, 20*time.Second), "reboot")
+	return m.WaitBootAfter(ctx, old)
+}
+
+// WaitBootAfter waits until SSH answers from a boot other than old: after a
+// reboot, or one the guest does by itself (a trial version giving up).
+func (m *Machine) WaitBootAfter(ctx context.Context, old string) error {
 	m.dropSSH()
 	for {
 		if err := m.WaitSSH(ctx); err != nil {
