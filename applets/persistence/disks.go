@@ -234,7 +234,9 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 		// replace, for more than 30 s): a member missing after a replace
 		// (which this follower may not have seen running: it starts a
 		// moment after boot looked) is no verdict for up to 5 minutes.
-		if !r.running && r.degraded && settle < 150 && (sawReplace || strings.Contains(btrfs.ReplaceStatus(h, paths.DataDir).Text, "finished")) {
+		// A replace the kernel cancelled is started again (resumeReplace)
+		// once its target's superblock is wiped: wait for that too.
+		if rs := btrfs.ReplaceStatus(h, paths.DataDir).Text; !r.running && r.degraded && settle < 150 && (sawReplace || strings.Contains(rs, "finished") || strings.Contains(rs, "canceled")) {
 			settle++
 			time.Sleep(2 * time.Second)
 			continue
@@ -246,7 +248,9 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 			} else {
 				dropDegradedWarning(h)
 			}
-			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" {
+			// Rebuilding ends; a degraded mount that is whole now (a
+			// resumed replace ended) is persistent.
+			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" || (strings.TrimSpace(string(m)) == "degraded" && !r.degraded) {
 				h.WriteFile(paths.ModeFile, []byte(mode+"\n"), 0o644)
 			}
 			// The motd was written at boot; bring it up to date.

@@ -187,6 +187,17 @@ func (s restoreStep) Apply(e *env) (string, error) {
 			dropDegradedWarning(e.h)
 			return r.note + "; no member missing any more: mode persistent", e.h.WriteFile(paths.ModeFile, []byte("persistent\n"), 0o644)
 		}
+		// A replace that btrfs resumed at mount and finished a moment ago:
+		// the member it replaced may still be listed missing for minutes.
+		// The follower waits for that and records the mode.
+		// So does one the kernel cancelled (resumeReplace starts it again).
+		rs := btrfs.ReplaceStatus(e.h, paths.DataDir).Text
+		if r.degraded && (strings.Contains(rs, "finished") || strings.Contains(rs, "canceled") && e.h.Exists(replaceRecordPath())) {
+			if err := e.h.Start(e.self, Name, "restore", "--wait"); err != nil {
+				return r.note, err
+			}
+			return r.note + "; a replace has finished: followed in the background until btrfs lists every member", nil
+		}
 		return r.note, nil
 	}
 	if s.Join || r.replacing || healed {

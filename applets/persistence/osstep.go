@@ -29,17 +29,22 @@ func (osStep) String() string {
 
 func (osStep) Fatal() bool { return false }
 
-// The edges to the kernel: tests replace them.
+// The edges to the kernel, and where the versions are: tests replace them.
 var (
 	kexecLoad = osversion.LoadKexec
 	kexecNow  = osversion.Kexec
+	osDir     = paths.OSDir
 )
 
 func (s osStep) Apply(e *env) (string, error) {
-	if !e.h.Exists(paths.OSDir) {
+	// Run again on a running system (the state is up): a switch is a boot's.
+	if _, ok := host.MountedAt(e.h, paths.StateDir); ok {
+		return "the system is up: versions are switched only at boot", nil
+	}
+	if _, err := os.Stat(osDir); err != nil {
 		return "no installed versions", nil
 	}
-	st, err := osversion.Load(paths.OSDir)
+	st, err := osversion.Load(osDir)
 	if err != nil {
 		return "", err
 	}
@@ -51,7 +56,7 @@ func (s osStep) Apply(e *env) (string, error) {
 		if v := st.Find(running); v != nil && v.Status == osversion.Trial {
 			note += fmt.Sprintf(" (trial boot %d of %d: it becomes good once Docker answers)", v.TrialBoots, v.MaxTrials)
 		}
-		return note, st.Save(paths.OSDir)
+		return note, st.Save(osDir)
 	}
 	d := st.AtBoot(running, true)
 	if d.Rollback != "" {
@@ -65,11 +70,11 @@ func (s osStep) Apply(e *env) (string, error) {
 	}
 	// Saved before the switch: a trial boot that never comes back to say
 	// it is healthy has used one of its boots.
-	if err := st.Save(paths.OSDir); err != nil {
-		return "", fmt.Errorf("save %s: %w", paths.OSDir, err)
+	if err := st.Save(osDir); err != nil {
+		return "", fmt.Errorf("save %s: %w", osDir, err)
 	}
 	if d.Why != "" {
-		osversion.Log(paths.OSDir, time.Now(), "%s", d.Why)
+		osversion.Log(osDir, time.Now(), "%s", d.Why)
 		if d.Abandoned != "" || strings.Contains(d.Why, "given up") {
 			warn(e.h, "upgrade: "+d.Why)
 		}
@@ -81,9 +86,9 @@ func (s osStep) Apply(e *env) (string, error) {
 		return fmt.Sprintf("running %s from the boot medium", running), nil
 	}
 	line := osversion.KernelCmdline(string(cmdline), s.FSID, d.Run)
-	if err := kexecLoad(paths.OSDir, d.Run, line); err != nil {
+	if err := kexecLoad(osDir, d.Run, line); err != nil {
 		msg := fmt.Sprintf("switch to %s failed: %v; running %s from the boot medium", d.Run, err, running)
-		osversion.Log(paths.OSDir, time.Now(), "%s", msg)
+		osversion.Log(osDir, time.Now(), "%s", msg)
 		warn(e.h, "upgrade: "+msg)
 		return "", fmt.Errorf("%s", msg)
 	}

@@ -58,8 +58,13 @@ func findInstalled(stdio cli.IO, aliases *modalias.Aliases, load func(string) er
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdio.Err, "lightwhale stage 1: "+format+"\n", a...)
 	}
-	if err := load("btrfs"); err != nil {
-		logf("load module btrfs: %v", err)
+	// btrfs's checksum (libcrc32c asks the crypto API for crc32c when it
+	// loads): with no modprobe in the initramfs to answer the kernel's
+	// request for it, it is loaded first, by name (modules.softdep).
+	for _, m := range []string{"crc32c_generic", "btrfs"} {
+		if err := load(m); err != nil {
+			logf("load module %s: %v", m, err)
+		}
 	}
 	loaded := map[string]bool{}
 	start := time.Now()

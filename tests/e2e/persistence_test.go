@@ -281,7 +281,9 @@ func TestRAIDDegraded(t *testing.T) {
 	// kernel's word is the proof that it was resumed, not started again.
 	wantMatch(t, "kernel: the replace resumed", g.sudo("dmesg"), `continuing dev_replace from .* to target /dev/vdb2`)
 	t.Logf("after the power cut, at ssh:\n%s", g.sudo("btrfs filesystem show --raw /mnt/lightwhale-data; btrfs replace status -1 /mnt/lightwhale-data; cat /run/lightwhale/mode; dmesg | grep -i btrfs | tail -25"))
-	waitMode(t, g, "persistent", 8*time.Minute) // btrfs may list the replaced member as missing for minutes after the end
+	// btrfs may list the replaced member as missing for minutes after the
+	// end, and the single chunks of the degraded spell are converted after.
+	waitMode(t, g, "persistent", 12*time.Minute)
 	show = g.sudo("btrfs filesystem show --raw /mnt/lightwhale-data")
 	if strings.Contains(show, "missing") || !strings.Contains(show, "Total devices 2 ") {
 		t.Errorf("after the rebuild:\n%s", show)
@@ -320,7 +322,13 @@ func waitMode(t *testing.T, g *guest, want string, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mode still %q after %s; want %q\n%s\nkernel:\n%s", got, within, want, g.sudo("setup-persistence status"), g.sudo("dmesg | grep -i btrfs | tail -40"))
+			var ours []string
+			for _, l := range strings.Split(g.SerialLog(), "\n") {
+				if strings.Contains(l, "setup-persistence") {
+					ours = append(ours, l)
+				}
+			}
+			t.Fatalf("mode still %q after %s; want %q\n%s\nkernel:\n%s\nconsole:\n%s", got, within, want, g.sudo("setup-persistence status"), g.sudo("dmesg | grep -i btrfs | tail -40"), strings.Join(ours, "\n"))
 		}
 		time.Sleep(5 * time.Second)
 	}
