@@ -14,17 +14,23 @@ import (
 
 // A replace that the kernel cancelled is started again on the same target.
 // btrfs resumes a replace at mount after a power cut, but in a degraded
-// filesystem the resumed one can fail at once (ENOSPC: the survivor is
-// full of empty chunks the interrupted replace left) and the kernel then
-// cancels it and wipes the target's superblock: the new disk is no member,
-// no longer carries the header, and the machine would stay degraded. So
-// replaceStep records its target on the data filesystem first, and
-// restore, finding that replace cancelled and the devid still missing,
-// frees the empty chunks and starts it again, a bounded number of times.
+// filesystem the resumed one can fail at once and the kernel then cancels
+// it and wipes the target's superblock: the new disk is no member, no
+// longer carries the header, and the machine would stay degraded. The
+// failure (ENOSPC marking a block group read-only) comes from the replace
+// itself: on a degraded mount every RAID1 block group it visits makes btrfs
+// allocate a chunk in the one-device profile first, and a survivor with
+// little unallocated room fills up. So replaceStep records its target on
+// the data filesystem first, and restore, finding that replace cancelled
+// and the devid still missing, frees the empty chunks, converts the
+// survivor's chunks to one-device profiles (data single, metadata dup: a
+// balance in the background, which leaves the replace nothing to visit),
+// then starts the replace again; restore's usual balance makes it RAID1
+// after. A bounded number of times.
 
 // replaceRecord is paths.DataDir/replaceRecordName: "DEVID DISKGUID PARTNO
-// ATTEMPTS DISKNAME", the target by its disk's GPT GUID (names change
-// between boots: the name is where to look first).
+// ATTEMPTS DISKNAME COMPACTED", the target by its disk's GPT GUID (names
+// change between boots: the name is where to look first).
 const (
 	replaceRecordName = ".lightwhale-replace"
 	maxReplaceStarts  = 5
@@ -34,26 +40,29 @@ type replaceRecord struct {
 	DevID    uint64
 	Disk     gpt.GUID
 	Part     int
-	Attempts int
-	Name     string
+	Attempts  int
+	Name      string
+	Compacted bool // the survivor's chunks were converted to one-device profiles
 }
 
 func (r replaceRecord) String() string {
-	return fmt.Sprintf("%d %s %d %d %s\n", r.DevID, r.Disk, r.Part, r.Attempts, r.Name)
+	return fmt.Sprintf("%d %s %d %d %s %t\n", r.DevID, r.Disk, r.Part, r.Attempts, r.Name, r.Compacted)
 }
 
 func parseReplaceRecord(b []byte) (replaceRecord, error) {
 	var r replaceRecord
 	f := strings.Fields(string(b))
-	if len(f) != 5 {
-		return r, fmt.Errorf("replace record %q: want DEVID DISKGUID PARTNO ATTEMPTS DISKNAME", strings.TrimSpace(string(b)))
+	if len(f) != 6 {
+		return r, fmt.Errorf("replace record %q: want DEVID DISKGUID PARTNO ATTEMPTS DISKNAME COMPACTED", strings.TrimSpace(string(b)))
 	}
 	r.Name = f[4]
 	var err error
 	if r.DevID, err = strconv.ParseUint(f[0], 10, 64); err == nil {
 		if r.Disk, err = gpt.ParseGUID(f[1]); err == nil {
 			if r.Part, err = strconv.Atoi(f[2]); err == nil {
-				r.Attempts, err = strconv.Atoi(f[3])
+				if r.Attempts, err = strconv.Atoi(f[3]); err == nil {
+					r.Compacted, err = strconv.ParseBool(f[5])
+				}
 			}
 		}
 	}
@@ -130,6 +139,16 @@ func resumeReplace(e *env, st *btrfs.State) (note string, started bool, err erro
 			}
 			if err := btrfs.DropEmptyChunks(e.h, paths.DataDir); err != nil {
 				return "", false, err
+			}
+			if !rec.Compacted {
+				rec.Compacted = true
+				if err := e.h.WriteFile(replaceRecordPath(), []byte(rec.String()), 0o644); err != nil {
+					return "", false, err
+				}
+				if err := btrfs.ToOneDevice(e.h, paths.DataDir); err != nil {
+					return "", false, err
+				}
+				return fmt.Sprintf("the rebuild of devid %d onto %s was cancelled by the kernel (%s); converting the chunks to one-device profiles first (a balance, in the background), then the rebuild starts again", rec.DevID, p.Path, status), true, nil
 			}
 			rec.Attempts++
 			if err := e.h.WriteFile(replaceRecordPath(), []byte(rec.String()), 0o644); err != nil {

@@ -301,3 +301,13 @@ func DropEmptyChunks(r Runner, mnt string) error {
 	_, err := r.Run("btrfs", "balance", "start", "-dusage=0", "-musage=0", mnt)
 	return err
 }
+
+// ToOneDevice starts, in the background, the conversion of every chunk to
+// the profiles one device holds (data single, metadata and system dup),
+// soft: chunks already so are skipped. On a degraded RAID1 it leaves a
+// replace of the missing member nothing to visit (see persistence's
+// resumeReplace); -f: system chunks are converted too.
+func ToOneDevice(r Runner, mnt string) error {
+	_, err := r.Run("btrfs", "balance", "start", "--bg", "-f", "-dconvert=single,soft", "-mconvert=dup,soft", "-sconvert=dup,soft", mnt)
+	return err
+}
