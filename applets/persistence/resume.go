@@ -37,9 +37,9 @@ const (
 )
 
 type replaceRecord struct {
-	DevID    uint64
-	Disk     gpt.GUID
-	Part     int
+	DevID     uint64
+	Disk      gpt.GUID
+	Part      int
 	Attempts  int
 	Name      string
 	Compacted bool // the survivor's chunks were converted to one-device profiles
