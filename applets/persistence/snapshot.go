@@ -26,6 +26,7 @@ import (
 	"lightwhale/internal/btrfs"
 	"lightwhale/internal/cli"
 	"lightwhale/internal/host"
+	"lightwhale/internal/osversion"
 	"lightwhale/internal/paths"
 )
 
@@ -74,11 +75,11 @@ type snapshotInfo struct {
 }
 
 // expired returns the automatic snapshots beyond the newest keep, except
-// the one a pending rollback names.
-func expired(snaps []snapshotInfo, keep int, pending string) []string {
+// the protected ones (a pending rollback's, a trial upgrade's).
+func expired(snaps []snapshotInfo, keep int, protected ...string) []string {
 	var auto []snapshotInfo
 	for _, s := range snaps {
-		if strings.HasPrefix(s.Name, autoPrefix) && s.Name != pending {
+		if strings.HasPrefix(s.Name, autoPrefix) && !slices.Contains(protected, s.Name) {
 			auto = append(auto, s)
 		}
 	}
@@ -273,7 +274,17 @@ func prune(h host.Host, t topDirs) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range expired(snaps, keepCount(h, t), pending(h, t)) {
+	// A trial version's snapshot is what the state returns to if the trial
+	// is abandoned: it stays while the trial runs.
+	protected := []string{pending(h, t)}
+	if st, err := osversion.Load(osDir); err == nil {
+		for _, v := range st.Versions {
+			if v.Status == osversion.Trial && v.Snapshot != "" {
+				protected = append(protected, v.Snapshot)
+			}
+		}
+	}
+	for _, n := range expired(snaps, keepCount(h, t), protected...) {
 		if err := btrfs.DeleteSubvolume(h, t.snap(n)); err != nil {
 			return err
 		}

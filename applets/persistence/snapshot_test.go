@@ -40,6 +40,10 @@ func TestExpired(t *testing.T) {
 			t.Errorf("expired(keep %d, pending %q) = %q; want %q", tc.keep, tc.pending, got, tc.want)
 		}
 	}
+	// A trial upgrade's snapshot stays beside the pending rollback's.
+	if got := expired(snaps, 1, "auto-a", "auto-b"); !slices.Equal(got, []string{"auto-c"}) {
+		t.Errorf("expired with two protected = %q; want [auto-c]", got)
+	}
 }
 
 func TestParseRollback(t *testing.T) {
