@@ -4,7 +4,8 @@
 // squashfs to a read-only loop device, mounts it and switch_roots into
 // /sbin/init, while a child copies the image into RAM and moves the loop
 // device over to the copy. After that the boot medium is never touched
-// again.
+// again. A version installed by `lightwhale upgrade` is started by kexec
+// with its root image on the data filesystem instead (installed.go).
 package stage1
 
 import (
