@@ -36,7 +36,9 @@ in /etc/modules and the drivers of the devices present, finds the boot
 medium (an ISO 9660 volume LIGHTWHALE* holding lightwhale/rootfs.squashfs
 of this build), mounts that image read-only through a loop device on
 /newroot and switches root to /sbin/init (or to init= from the kernel
-command line); a child copies the image into RAM meanwhile.`
+command line); a child copies the image into RAM meanwhile. With
+lightwhale.image=FSUUID:PATH (a version lightwhale upgrade installed, started
+by kexec) the image is PATH on the data filesystem, read into RAM first.`
 
 // Paths inside the initramfs.
 const (
