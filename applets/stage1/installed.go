@@ -67,7 +67,7 @@ func findInstalled(stdio cli.IO, aliases *modalias.Aliases, load func(string) er
 		}
 	}
 	loaded := map[string]bool{}
-	start := time.Now()
+	var clock waitClock
 	var members []string
 	for {
 		for _, m := range aliases.Modules(modalias.Scan("/sys")) {
@@ -83,7 +83,7 @@ func findInstalled(stdio cli.IO, aliases *modalias.Aliases, load func(string) er
 		if n > 0 && uint64(len(members)) >= n {
 			break
 		}
-		if time.Since(start) > mediumWait {
+		if clock.tick() > mediumWait {
 			if len(members) == 0 {
 				return "", fmt.Errorf("the data filesystem %s (holding %s) was not found in %s", fsid, rel, mediumWait)
 			}

@@ -128,8 +128,26 @@ type finder struct {
 	refused map[string]string // device -> why it is not the medium
 }
 
+// waitClock measures a wait in time this process could use: each look
+// counts for at most a second, so a guest starved by its host (a TCG guest
+// on a busy machine stalled for 50 s once, in the kernel) does not run out
+// of its wait before the devices its drivers announce have appeared.
+type waitClock struct {
+	waited time.Duration
+	last   time.Time
+}
+
+func (c *waitClock) tick() time.Duration {
+	now := time.Now()
+	if !c.last.IsZero() {
+		c.waited += min(now.Sub(c.last), time.Second)
+	}
+	c.last = now
+	return c.waited
+}
+
 func (f *finder) find() (string, error) {
-	start := time.Now()
+	var clock waitClock
 	told := false
 	for {
 		for _, m := range f.aliases.Modules(modalias.Scan("/sys")) {
@@ -155,10 +173,11 @@ func (f *finder) find() (string, error) {
 			}
 			return dev, nil
 		}
-		if time.Since(start) > mediumWait {
+		waited := clock.tick()
+		if waited > mediumWait {
 			return "", f.notFound()
 		}
-		if !told && time.Since(start) > 3*time.Second {
+		if !told && waited > 3*time.Second {
 			f.log("waiting up to %s for the boot medium", mediumWait)
 			told = true
 		}

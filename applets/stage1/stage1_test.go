@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -193,5 +194,19 @@ func TestToRAMMovesTheLoopDevice(t *testing.T) {
 	defer d2RO.Close()
 	if err := toRAM(s1, d2, d2RO, loop, st.Size()); err == nil || !strings.Contains(err.Error(), "copied 1 bytes of") {
 		t.Errorf("toRAM of a short image: %v; want a short-copy error", err)
+	}
+}
+
+// A stall (the guest starved by its host) counts for a second at most.
+func TestWaitClockIgnoresStalls(t *testing.T) {
+	var c waitClock
+	c.tick()
+	c.last = c.last.Add(-50 * time.Second) // 50 s without a look
+	if w := c.tick(); w > time.Second+100*time.Millisecond || w < time.Second {
+		t.Fatalf("a 50 s stall counted %s; want 1 s", w)
+	}
+	c.last = c.last.Add(-200 * time.Millisecond)
+	if w := c.tick(); w < 1200*time.Millisecond || w > 1300*time.Millisecond {
+		t.Fatalf("after a 200 ms look: %s; want 1.2 s", w)
 	}
 }
