@@ -32,6 +32,11 @@ var (
 	dockerSock = "/var/run/docker.sock"
 	dataDir    = paths.DataDir
 	reboot     = func() error { return exec.Command("/sbin/reboot").Run() }
+	dataOK     = func(dir string) bool {
+		var sfs unix.Statfs_t
+		return unix.Statfs(dir, &sfs) == nil && sfs.Type == unix.BTRFS_SUPER_MAGIC
+	}
+	pollEvery = 2 * time.Second
 )
 
 // installed reports whether this boot runs a version installed on the
@@ -183,13 +188,12 @@ func waitHealthy(within time.Duration) error {
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(pollEvery)
 	}
 }
 
 func healthy() error {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dataDir, &sfs); err != nil || sfs.Type != unix.BTRFS_SUPER_MAGIC {
+	if !dataOK(dataDir) {
 		return fmt.Errorf("the data filesystem is not mounted at %s", dataDir)
 	}
 	c := http.Client{

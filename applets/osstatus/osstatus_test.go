@@ -2,6 +2,9 @@ package osstatus
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +89,61 @@ func TestHealthOffATrialDoesNothing(t *testing.T) {
 	reboot = func() error { t.Fatal("rebooted"); return nil }
 	if code := Health(nil, cli.IO{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}); code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+// trialBoot is a machine on the trial boot of 0.2.0, its Docker API on a
+// socket the test serves (or not).
+func trialBoot(t *testing.T, serve bool) string {
+	t.Helper()
+	var st osversion.State
+	st.Install(osversion.Version{Version: "0.2.0", HealthWithin: 1}, "0.1.0")
+	st.AtBoot("0.1.0", true)
+	fakeMachine(t, "lightwhale.image=F:lightwhale-os/versions/0.2.0/rootfs.squashfs", st)
+	version.Version = "0.2.0"
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	oldSock, oldData, oldPoll, oldReboot := dockerSock, dataOK, pollEvery, reboot
+	dockerSock, pollEvery = sock, 50*time.Millisecond
+	dataOK = func(string) bool { return true }
+	t.Cleanup(func() { dockerSock, dataOK, pollEvery, reboot = oldSock, oldData, oldPoll, oldReboot })
+	if serve {
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/_ping" {
+				io.WriteString(w, "OK")
+			}
+		})}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+	}
+	return osDir
+}
+
+func TestHealthyTrialBecomesGood(t *testing.T) {
+	dir := trialBoot(t, true)
+	reboot = func() error { t.Fatal("a healthy trial restarted the machine"); return nil }
+	if code := Health(nil, cli.IO{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if st, _ := osversion.Load(dir); st.Find("0.2.0").Status != osversion.Good {
+		t.Fatalf("after health: %+v", st.Find("0.2.0"))
+	}
+}
+
+func TestUnhealthyTrialRestarts(t *testing.T) {
+	dir := trialBoot(t, false)
+	restarted := false
+	reboot = func() error { restarted = true; return nil }
+	var errb bytes.Buffer
+	Health(nil, cli.IO{Out: &bytes.Buffer{}, Err: &errb})
+	st, _ := osversion.Load(dir)
+	if !restarted || st.Find("0.2.0").Status != osversion.Trial || !strings.Contains(errb.String(), "the Docker API did not answer") {
+		t.Fatalf("restarted %v, state %+v, said %q", restarted, st.Find("0.2.0"), errb.String())
+	}
+	if b, _ := os.ReadFile(osversion.LogPath(dir)); !strings.Contains(string(b), "not healthy within 1s") {
+		t.Errorf("log: %s", b)
 	}
 }
