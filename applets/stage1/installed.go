@@ -128,12 +128,8 @@ func findInstalled(stdio cli.IO, aliases *modalias.Aliases, load func(string) er
 
 // copyToRAM copies the image into a tmpfs of its own, sized to it.
 func copyToRAM(src io.Reader, size int64) (string, error) {
-	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+	if err := mountRAM(size); err != nil {
 		return "", err
-	}
-	tmpfsSize := (size + 2<<20) &^ (1<<20 - 1)
-	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return "", fmt.Errorf("mount a tmpfs for the root image: %w", err)
 	}
 	p := filepath.Join(ramDir, "rootfs.squashfs")
 	dst, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)

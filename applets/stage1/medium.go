@@ -270,12 +270,8 @@ func startCopy(img string, size int64, loopDev string) error {
 		return err
 	}
 	defer src.Close()
-	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+	if err := mountRAM(size); err != nil {
 		return err
-	}
-	tmpfsSize := (size + 2<<20) &^ (1<<20 - 1)
-	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return fmt.Errorf("mount a tmpfs for the root image: %w", err)
 	}
 	copyPath := filepath.Join(ramDir, "rootfs.squashfs")
 	dst, err := os.OpenFile(copyPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
@@ -301,6 +297,19 @@ func startCopy(img string, size int64, loopDev string) error {
 		return fmt.Errorf("start the copy into RAM: %w", err)
 	}
 	return cmd.Process.Release()
+}
+
+// mountRAM mounts the copy's tmpfs at ramDir, sized to an image of size
+// bytes (the initramfs's own tmpfs is capped at half the RAM).
+func mountRAM(size int64) error {
+	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+		return err
+	}
+	tmpfsSize := (size + 2<<20) &^ (1<<20 - 1)
+	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return fmt.Errorf("mount a tmpfs for the root image: %w", err)
+	}
+	return nil
 }
 
 // copier runs toRAM on the files startCopy passed.
