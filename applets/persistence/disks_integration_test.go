@@ -146,7 +146,7 @@ func TestBootReplacesMissingMember(t *testing.T) {
 	st, _ := ns.lw("setup-persistence", "status")
 	t.Logf("status while rebuilding:\n%s", st)
 	// Unless the rebuild has already ended, status shows its progress.
-	if strings.Contains(st, "REBUILDING") && !regexp.MustCompile(`rebuild: +(replace|balance) [0-9.]+% done`).MatchString(st) {
+	if strings.Contains(st, "see rebuild: below") && !regexp.MustCompile(`rebuild: +(replace|balance) [0-9.]+% done`).MatchString(st) {
 		t.Errorf("status while rebuilding shows no progress:\n%s", st)
 	}
 	ns.checkRebuilt(t, sums, a, c)

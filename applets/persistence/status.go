@@ -31,7 +31,13 @@ func status(out io.Writer, h host.Host, only []string) error {
 				mode = "DEGRADED (a RAID member is missing: setup-persistence add NEWDISK rebuilds it)"
 			}
 			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" {
-				mode += ", REBUILDING (see rebuild: below)"
+				// Between a replace and its balance, or just after the
+				// end, nothing runs: no rebuild: line to point to.
+				if err == nil && (st.Replacing || st.Balancing) {
+					mode += ", REBUILDING (see rebuild: below)"
+				} else {
+					mode += ", REBUILDING (between steps, or ending)"
+				}
 			}
 		}
 	}

@@ -35,8 +35,9 @@ initramfs (PID 1 only). It mounts /proc /sys /dev, loads the modules listed
 in /etc/modules and the drivers of the devices present, finds the boot
 medium (an ISO 9660 volume LIGHTWHALE* holding lightwhale/rootfs.squashfs
 of this build), mounts that image read-only through a loop device on
-/newroot and switches root to /sbin/init (or to init= from the kernel
-command line); a child copies the image into RAM meanwhile. With
+/newroot, mounts what the services expect (/dev/pts, /dev/shm, /run, /tmp,
+cgroup2, securityfs) and switches root to /sbin/init (or to init= from the
+kernel command line); a child copies the image into RAM meanwhile. With
 lightwhale.image=FSUUID:PATH (a version lightwhale upgrade installed, started
 by kexec) the image is PATH on the data filesystem, read into RAM first.`
 
@@ -135,6 +136,11 @@ func boot(stdio cli.IO) error {
 		// into RAM and moves the loop device over to the copy.
 		return err
 	}
+	if err := mountEarly("/", newRoot); err != nil {
+		return err
+	}
+	// The name until S20hostname sets the machine's own.
+	unix.Sethostname([]byte("localhost"))
 	// The guest's uptime here is make bench's "stage 1 done" figure.
 	fmt.Fprintf(stdio.Err, "lightwhale stage 1: root squashfs mounted from %s, starting %s at %s s uptime\n", dev, init, uptime())
 	// SwitchRoot moves /dev /proc /sys, deletes the initramfs (the squashfs

@@ -37,6 +37,13 @@ func TestVolatileBIOS(t *testing.T) {
 	for _, dir := range []string{"/etc", "/var", "/home"} {
 		wantEqual(t, "filesystem at "+dir, g.mountFS(dir), "overlay")
 	}
+	// Stage 1 mounted these (applets/stage1/mounts.go), not a shell script.
+	for dir, fstype := range map[string]string{"/run": "tmpfs", "/tmp": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/sys/fs/cgroup": "cgroup2"} {
+		wantEqual(t, "filesystem at "+dir, g.mountFS(dir), fstype)
+	}
+	// btrfs loads on first use: a machine without Lightwhale disks never
+	// pays for it (the persistence scenarios load it by claiming a disk).
+	wantEqual(t, "btrfs module", g.run("test -d /sys/module/btrfs && echo loaded || echo absent"), "absent")
 	wantMatch(t, "/etc/lightwhale-release", g.run("cat /etc/lightwhale-release"), `\d+\.\d+`)
 	wantEqual(t, "boot line of lightwhale version", g.run("lightwhale version | sed -n 's/^boot: //p'"), "BIOS, no Secure Boot, lockdown none")
 
