@@ -51,8 +51,7 @@ var devLinks = map[string]string{
 var runDirs = []string{"/run/lightwhale", "/run/lock"}
 
 // mountEarly mounts earlyMounts under root (the initramfs) and /tmp under
-// newRoot, makes the /dev links and /run directories, and names the machine
-// localhost until its hostname is set.
+// newRoot, and makes the /dev links and /run directories.
 func mountEarly(root, newRoot string) error {
 	mnt := func(m earlyMount, at string) error {
 		dir := filepath.Join(at, m.dir)
