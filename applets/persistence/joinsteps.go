@@ -96,6 +96,11 @@ func (s growStep) Apply(e *env) (string, error) {
 func grow(e *env, st *btrfs.State) (string, error) {
 	var grown []string
 	for _, d := range st.Present() {
+		// Devid 0 is a replace's target: listed until the replace ends,
+		// which can be between reading the state and resizing.
+		if d.DevID == 0 {
+			continue
+		}
 		dev, err := e.h.Device(filepath.Base(d.Path))
 		if err != nil || dev.Size < d.Size+gpt.MiB {
 			continue
