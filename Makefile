@@ -13,11 +13,13 @@ GOSRC   := $(shell find cmd applets internal -name '*.go' -not -name '*_test.go'
 DISKS   ?= 0
 MEM     ?= 2048
 BENCH_N ?= 3
+# BENCH_ONLY=boot: make bench measures the boots only (A/B of a boot change).
+BENCH_ONLY ?=
 # The Debian suite of the image (iso/build.sh checks the mirror has it).
 SUITE   ?= trixie
 # Read by iso/run.sh and lwqemu from the environment, never spliced into a
 # command line.
-export DISKS MEM BENCH_N SUITE
+export DISKS MEM BENCH_N BENCH_ONLY SUITE
 # The host-side QEMU launcher: the one QEMU definition (tests/vm) for make run,
 # and the one accelerator decision for make run, test and bench.
 LWQEMU  := $(BUILD)/lwqemu

@@ -224,6 +224,20 @@ func benchBoots() (int, error) {
 	return n, nil
 }
 
+// benchBootOnly reads BENCH_ONLY: "boot" measures the bare and reference
+// boots only (no disk claims, no memory bisection), to compare two builds
+// of the boot path in minutes instead of half an hour.
+func benchBootOnly() (bool, error) {
+	switch s := os.Getenv("BENCH_ONLY"); s {
+	case "":
+		return false, nil
+	case "boot":
+		return true, nil
+	default:
+		return false, fmt.Errorf("BENCH_ONLY=%q: want boot, or nothing for every figure", s)
+	}
+}
+
 // referenceBoot boots the ISO as make run does (2 GiB, no disks) and adds
 // one sample to each of the boot figures.
 func referenceBoot(b *testing.B, iso string, i int, kernel, stage1, ssh, docker, run, mem *figure) error {
@@ -278,6 +292,10 @@ func BenchmarkBoot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	bootOnly, err := benchBootOnly()
+	if err != nil {
+		b.Fatal(err)
+	}
 	dir := b.TempDir()
 	st, err := os.Stat(iso)
 	if err != nil {
@@ -323,6 +341,9 @@ func BenchmarkBoot(b *testing.B) {
 			if err := referenceBoot(b, iso, i, kernel, stage1, ssh, docker, run, mem); err != nil {
 				fail(fmt.Sprintf("reference boot %d", i+1), err)
 			}
+			if bootOnly {
+				continue
+			}
 			for _, c := range []struct {
 				disks int
 				f     *figure
@@ -338,6 +359,9 @@ func BenchmarkBoot(b *testing.B) {
 		if len(stage1.Samples) == 0 {
 			stage1.Note = "the ISO's stage 1 does not print its uptime"
 		}
+		if bootOnly {
+			break
+		}
 		// 128 MiB cannot even hold the kernel and the initramfs; 2048 is
 		// the reference boot's.
 		r.MinMemMiB, r.MemTries = smallestMem(128, 2048, 32, func(mib int) error { return reachesDockerRun(b, iso, mib) })
@@ -352,7 +376,9 @@ func BenchmarkBoot(b *testing.B) {
 			b.ReportMetric(f.Median, strings.NewReplacer(" ", "-", ":", "", ",", "").Replace(f.Name)+"-"+f.Unit)
 		}
 	}
-	b.ReportMetric(float64(r.MinMemMiB), "min-mem-MiB")
+	if r.MinMemMiB > 0 {
+		b.ReportMetric(float64(r.MinMemMiB), "min-mem-MiB")
+	}
 	printReport(r)
 	if out := os.Getenv("LIGHTWHALE_BENCH_JSON"); out != "" {
 		j, _ := json.MarshalIndent(r, "", "  ")
@@ -379,11 +405,13 @@ func printReport(r *benchReport) {
 		}
 		fmt.Fprintf(w, "%s\t%.2f %s\t%.2f\t%.2f\t%s\t%s\t%s\n", f.Name, f.Median, f.Unit, f.Min, f.Max, ratio, f.Clock, f.Note)
 	}
-	fmt.Fprintf(w, "smallest -m running a container\t%d MiB\t\t\t\t\tbisection:", r.MinMemMiB)
-	for _, t := range r.MemTries {
-		fmt.Fprintf(w, " %d %s", t.MiB, map[bool]string{true: "ok", false: "no"}[t.OK])
+	if r.MinMemMiB > 0 {
+		fmt.Fprintf(w, "smallest -m running a container\t%d MiB\t\t\t\t\tbisection:", r.MinMemMiB)
+		for _, t := range r.MemTries {
+			fmt.Fprintf(w, " %d %s", t.MiB, map[bool]string{true: "ok", false: "no"}[t.OK])
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w)
 	fmt.Fprintln(w, "\ncomponent\tin ISO\tshare\traw")
 	for _, c := range r.Components {
 		fmt.Fprintf(w, "%s\t%s\t%.1f%%\t%s\n", c.Name, mib(c.ISOBytes), 100*float64(c.ISOBytes)/float64(r.ISOBytes), mib(c.RawBytes))
