@@ -103,9 +103,10 @@ func (s System) modaliases() []string { return modalias.Scan(string(s.Sys)) }
 // waits for and those loaded in the background, at low priority, once
 // storage has settled: the CPU's own (cpu:type:x86,...: AES-NI, SHA, CRC32
 // and GHASH acceleration, sensors, KVM) drive no device that the boot
-// needs, and their crypto self-tests take about 2.4 s under emulation. A user of one before then loads it itself:
-// modprobe btrfs loads crc32c_intel first (a softdep), waiting for it if
-// it is being loaded. A driver asked for by both is loaded now.
+// needs, and their crypto self-tests take about 2.4 s under emulation. A
+// user of one before then loads it itself: modprobe btrfs loads
+// crc32c_intel first (a softdep), waiting for it if it is being loaded. A
+// driver asked for by both is loaded now.
 func coldplugPlan(a *modalias.Aliases, present []string) (now, later []string) {
 	var devs, cpu []string
 	for _, m := range present {
