@@ -471,6 +471,16 @@ func TestBenchStats(t *testing.T) {
 			t.Errorf("BENCH_N=%q: err %v", v, err)
 		}
 	}
+	for v, want := range map[string]bool{"": false, "boot": true} {
+		t.Setenv("BENCH_ONLY", v)
+		if got, err := benchBootOnly(); err != nil || got != want {
+			t.Errorf("BENCH_ONLY=%q: %v, %v; want %v", v, got, err, want)
+		}
+	}
+	t.Setenv("BENCH_ONLY", "boots")
+	if _, err := benchBootOnly(); err == nil || !strings.Contains(err.Error(), `BENCH_ONLY="boots"`) {
+		t.Errorf("BENCH_ONLY=boots: err %v; want one naming the value", err)
+	}
 	if m := stage1RE.FindStringSubmatch("lightwhale stage 1: root squashfs mounted from /dev/loop0, starting /sbin/init at 3.41 s uptime"); m == nil || m[1] != "3.41" {
 		t.Errorf("stage 1 line not parsed: %q", m)
 	}
