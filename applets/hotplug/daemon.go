@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,32 +98,6 @@ func (s System) aliases() (*modalias.Aliases, error) {
 // modaliases reads the modalias of every device in sysfs, each once.
 func (s System) modaliases() []string { return modalias.Scan(string(s.Sys)) }
 
-// coldplugPlan splits the drivers of the devices present into those the boot
-// waits for and those loaded in the background, at low priority, once
-// storage has settled: the CPU's own (cpu:type:x86,...: AES-NI, SHA, CRC32
-// and GHASH acceleration, sensors, KVM) drive no device that the boot
-// needs, and their crypto self-tests take about 2.4 s under emulation. A
-// user of one before then loads it itself: modprobe btrfs loads
-// crc32c_intel first (a softdep), waiting for it if it is being loaded. A
-// driver asked for by both is loaded now.
-func coldplugPlan(a *modalias.Aliases, present []string) (now, later []string) {
-	var devs, cpu []string
-	for _, m := range present {
-		if strings.HasPrefix(m, "cpu:") {
-			cpu = append(cpu, m)
-		} else {
-			devs = append(devs, m)
-		}
-	}
-	now = a.Modules(devs)
-	for _, m := range a.Modules(cpu) {
-		if !slices.Contains(now, m) {
-			later = append(later, m)
-		}
-	}
-	return now, later
-}
-
 func (s System) coldplugCmd(out io.Writer, dry bool) error {
 	a, err := s.aliases()
 	if err != nil {
@@ -190,10 +163,10 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 		loader: &loader{load: s.Load, asked: map[string]bool{}, log: log}, late: map[string]bool{}}
 	t0 := time.Now()
 	present := s.modaliases()
-	mods, later := coldplugPlan(a, present)
+	mods := a.Modules(present)
 	scanned := time.Since(t0)
 	d.loader.loadAll(mods)
-	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs); %d CPU driver(s) once storage settles", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds(), len(later))
+	log("coldplug: %d driver(s) for %d device(s) in %.2fs (sysfs scan and lookup %.2fs)", len(mods), len(present), time.Since(t0).Seconds(), scanned.Seconds())
 	s.nameVirtioPorts(out)
 	d.settle(events, t0, s.maxWait(), DefaultQuiet)
 	d.booted = true
@@ -201,15 +174,6 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 		fmt.Fprintln(ready, "ready")
 		ready.Close()
 	}
-	go func(t1 time.Time) {
-		if len(later) == 0 {
-			return
-		}
-		if err := s.LoadIdle(later); err != nil {
-			log("%v", err)
-		}
-		log("CPU drivers: %s in %.2fs", strings.Join(later, " "), time.Since(t1).Seconds())
-	}(time.Now())
 	for {
 		select {
 		case e, ok := <-events:

@@ -40,9 +40,6 @@ alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage
 alias scsi:t-0x00* sd_mod
 alias virtio:d00000002v* virtio_blk
 alias virtio:d00000001v* virtio_net
-alias cpu:type:x86,ven*fam*mod*:feature:*0099* aesni_intel
-alias cpu:type:x86,ven*fam*mod*:feature:*0094* crc32c_intel
-alias pci:v00001AF4d00001005sv*sd*bc*sc*i* crc32c_intel
 `
 
 func newFake(t *testing.T, sys Sysfs) *fakeSystem {
@@ -116,30 +113,6 @@ func TestHandleLoadsEachModuleOnce(t *testing.T) {
 	d.handle(event("add", "SUBSYSTEM", "scsi", "MODALIAS", "scsi:t-0x00"))
 	if diff := cmp.Diff([][]string{{"usb_storage"}, {"sd_mod"}}, f.waitLoads(t, d)); diff != "" {
 		t.Errorf("loads (-want +got):\n%s", diff)
-	}
-}
-
-// The CPU's drivers wait until storage has settled, unless a device asks
-// for one too.
-func TestColdplugPlanDefersCPUDrivers(t *testing.T) {
-	a, _ := modalias.Parse(strings.NewReader(aliasFile))
-	cpu := "cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0094,0099,00E7"
-	nvme := "pci:v00008086d00002922sv00001AF4sd00001100bc01sc08i02"
-	for _, c := range []struct {
-		present            []string
-		wantNow, wantLater []string
-	}{
-		{[]string{nvme, cpu}, []string{"nvme"}, []string{"aesni_intel", "crc32c_intel"}},
-		{[]string{cpu, nvme, "pci:v00001AF4d00001005sv00001AF4sd00000004bc00scFFi00"}, []string{"crc32c_intel", "nvme"}, []string{"aesni_intel"}},
-		{[]string{nvme}, []string{"nvme"}, nil},
-	} {
-		now, later := coldplugPlan(a, c.present)
-		if diff := cmp.Diff(c.wantNow, now); diff != "" {
-			t.Errorf("%v: now (-want +got):\n%s", c.present, diff)
-		}
-		if diff := cmp.Diff(c.wantLater, later); diff != "" {
-			t.Errorf("%v: later (-want +got):\n%s", c.present, diff)
-		}
 	}
 }
 

@@ -57,9 +57,6 @@ type System struct {
 	LateRecord string // latedisk.File
 	// Load loads modules (names as modules.alias gives them).
 	Load func(modules []string) error
-	// LoadIdle loads modules at the lowest CPU priority: those the boot
-	// does not wait for.
-	LoadIdle func(modules []string) error
 	// DHCP brings up a wired NIC that appeared after boot.
 	DHCP func(iface string) error
 	// Motd rewrites the message of the day (after a late disk).
@@ -79,7 +76,6 @@ var Host = System{
 	RunDir:     paths.RunDir,
 	LateRecord: lateRecord,
 	Load:       modprobe,
-	LoadIdle:   func(m []string) error { return modprobeNice(19, m) },
 	DHCP:       func(iface string) error { return runTool("/usr/libexec/lightwhale/dhcp-up", iface) },
 	Motd:       func() error { return runTool("/etc/init.d/S99motd", "start") },
 	Join:       addDisks,
@@ -106,16 +102,8 @@ func kernelRelease() string {
 // modprobe loads modules with kmod's modprobe, which brings their
 // dependencies, options and blacklist (-b); -q: a module missing from the
 // pruned image is not an error worth a console line.
-func modprobe(modules []string) error { return modprobeNice(0, modules) }
-
-// modprobeNice runs modprobe at niceness n: a module's init runs in the
-// process that loads it.
-func modprobeNice(n int, modules []string) error {
-	args := append([]string{"modprobe", "-q", "-b", "-a", "--"}, modules...)
-	if n != 0 {
-		args = append([]string{"nice", "-n", strconv.Itoa(n)}, args...)
-	}
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+func modprobe(modules []string) error {
+	out, err := exec.Command("modprobe", append([]string{"-q", "-b", "-a", "--"}, modules...)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("modprobe %s: %w: %s", strings.Join(modules, " "), err, strings.TrimSpace(string(out)))
 	}

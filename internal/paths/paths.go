@@ -41,11 +41,8 @@ const (
 	RestoreLock = RunDir + "/restore.lock"
 	// Progress holds, per long operation, when it was first seen and how
 	// far it was then: the base of the time-left estimate.
-	Progress = RunDir + "/progress"
-	// DockerModules is held (flock) while S02modules loads the modules
-	// Docker needs in the background; S60dockerd waits for it.
-	DockerModules = RunDir + "/docker-modules.lock"
-	OverlayDir    = RunDir + "/overlay"
+	Progress   = RunDir + "/progress"
+	OverlayDir = RunDir + "/overlay"
 	// OSDir holds the Lightwhale versions `lightwhale upgrade` installed
 	// (internal/osversion), on the data subvolume: a state rollback does
 	// not touch them.
@@ -81,7 +78,6 @@ var shell = []struct{ key, value string }{
 	{"STATE_DIR", StateDir},
 	{"DOCKER_ROOT", DockerRoot},
 	{"RUN_DIR", RunDir},
-	{"DOCKER_MODULES", DockerModules},
 	{"MODE_FILE", ModeFile},
 	{"WARNINGS", Warnings},
 	{"VERSIONS", Versions},
