@@ -203,14 +203,17 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 	if !*wait {
 		return a.run(&Plan{Online: true, Steps: []Step{restoreStep{}}})
 	}
-	// One follower at a time: a second one has nothing to add.
+	// One follower at a time. A second one waits for the first, then
+	// looks once more: the first may have been ending (its last look
+	// done) when the mode was set to "rebuilding" again, and giving up
+	// here would leave that mode for ever.
 	f, err := os.OpenFile(paths.RestoreLock, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return cli.Fail(stdio, Name, err)
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return 0
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return cli.Fail(stdio, Name, fmt.Errorf("lock %s: %w", paths.RestoreLock, err))
 	}
 	f.Truncate(0)
 	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
@@ -224,6 +227,11 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 		r, err := restore(&a.env, balanced)
 		if err != nil {
 			a.loud("restoring redundancy: " + err.Error())
+			// Nothing is being rebuilt any more: say so (the warning
+			// above says why), not "rebuilding" for ever.
+			if st, err := btrfs.ReadState(h, paths.DataDir); err == nil {
+				endRebuilding(h, len(st.Missing()) > 0)
+			}
 			return 1
 		}
 		balanced = balanced || r.started
@@ -242,17 +250,10 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 			continue
 		}
 		if !r.running {
-			mode := "persistent"
-			if r.degraded {
-				mode = "degraded"
-			} else {
+			if !r.degraded {
 				dropDegradedWarning(h)
 			}
-			// Rebuilding ends; a degraded mount that is whole now (a
-			// resumed replace ended) is persistent.
-			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" || (strings.TrimSpace(string(m)) == "degraded" && !r.degraded) {
-				h.WriteFile(paths.ModeFile, []byte(mode+"\n"), 0o644)
-			}
+			endRebuilding(h, r.degraded)
 			// The motd was written at boot; bring it up to date.
 			if h.Exists(motdScript) {
 				h.Run(motdScript, "start")
@@ -264,6 +265,18 @@ func restoreCmd(h host.Host, args []string, stdio cli.IO) int {
 }
 
 const motdScript = "/etc/init.d/S99motd"
+
+// endRebuilding records the mode once nothing runs: rebuilding ends, and a
+// degraded mount that is whole now (a resumed replace ended) is persistent.
+func endRebuilding(h host.Host, degraded bool) {
+	mode := "persistent"
+	if degraded {
+		mode = "degraded"
+	}
+	if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" || (strings.TrimSpace(string(m)) == "degraded" && !degraded) {
+		h.WriteFile(paths.ModeFile, []byte(mode+"\n"), 0o644)
+	}
+}
 
 // printProgress shows the long operations: percent done and a time-left
 // estimate, from btrfs's status commands.

@@ -329,6 +329,28 @@ func TestAddRefusesBadInput(t *testing.T) {
 	}
 }
 
+// A follower started while another holds the lock (one ending, or anyone
+// looking at it) must still record the end of the rebuild: giving up at
+// once left the mode "rebuilding" for ever (seen in CI).
+func TestFollowerWaitsForTheLock(t *testing.T) {
+	needRoot(t)
+	ns := newNamespace(t)
+	ns.mustStart(newDisk(t, 1<<10, 512, header))
+	ns.sh("echo rebuilding >" + paths.ModeFile)
+	// The lock is held for two seconds by someone else, as a follower in its
+	// last look would.
+	ns.sh("flock " + paths.RestoreLock + " sleep 2 >/dev/null 2>&1 & sleep 0.3")
+	if held := strings.TrimSpace(ns.sh("flock -n " + paths.RestoreLock + " true || echo held")); held != "held" {
+		t.Fatal("the test could not hold the follower's lock")
+	}
+	if out, code := ns.lw("setup-persistence", "restore", "--wait"); code != 0 {
+		t.Fatalf("restore --wait: exit %d: %s", code, out)
+	}
+	if mode := strings.TrimSpace(ns.sh("cat " + paths.ModeFile)); mode != "persistent" {
+		t.Errorf("mode after the follower = %q, want persistent", mode)
+	}
+}
+
 // A reboot in the middle of a rebuild: btrfs resumes the replace at mount;
 // our side must not start a second one, nor add or format the disk, and
 // must still finish the job (profiles restored, mode recorded) with every

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -267,14 +268,30 @@ func (ns *namespace) close() {
 		exec.Command("swapoff", dev.(string)+"p1").Run()
 		return true
 	})
-	// The background follower of a rebuild (setup-persistence restore
-	// --wait) would keep the namespace, and its mounts, alive: end it by
-	// the pid it recorded in this namespace's own run directory.
-	ns.sh("pid=$(cat " + paths.RestoreLock + " 2>/dev/null) && [ -n \"$pid\" ] && kill $pid 2>/dev/null; true")
+	// A background follower of a rebuild (setup-persistence restore
+	// --wait, and any waiting for its lock) would keep the namespace, and
+	// its mounts, alive: end every process inside it.
+	ns.killInside()
 	ns.cmd.Process.Kill()
 	ns.cmd.Wait()
 	ns.cmd = nil
 	time.Sleep(100 * time.Millisecond)
+}
+
+// killInside kills the processes that share the namespace's mounts,
+// other than the namespace's own holder.
+func (ns *namespace) killInside() {
+	own, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", ns.pid))
+	if err != nil {
+		return
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+		if l, err := os.Readlink(p); err == nil && l == own && pid != ns.pid {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 }
 
 // lw runs the binary inside the namespace.
