@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +95,26 @@ func TestAppArmor(t *testing.T) {
 	// Docker's profile denies with deny rules, which AppArmor does not log;
 	// the kernel lists it as loaded and enforcing.
 	wantMatch(t, "loaded AppArmor profiles", g.sudo("cat /sys/kernel/security/apparmor/profiles"), `(?m)^docker-default \(enforce\)$`)
+}
+
+// Transparent hugepages are off (grub.cfg), so the kernel keeps its own
+// free-memory reserve: vm.min_free_kbytes at most sqrt(16 * MemTotal in
+// KiB), its default formula, instead of the 44 MiB that khugepaged sets.
+func TestNoTransparentHugepages(t *testing.T) {
+	t.Parallel()
+	g := sharedGuest(t)
+	wantMatch(t, "THP mode", g.run("cat /sys/kernel/mm/transparent_hugepage/enabled"), `\[never\]`)
+	minFree, err := strconv.Atoi(g.run("cat /proc/sys/vm/min_free_kbytes"))
+	if err != nil {
+		t.Fatalf("vm.min_free_kbytes: %v", err)
+	}
+	total, err := strconv.Atoi(g.run("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
+	if err != nil {
+		t.Fatalf("MemTotal: %v", err)
+	}
+	if limit := int(math.Sqrt(16 * float64(total))); minFree > limit {
+		t.Errorf("vm.min_free_kbytes %d KiB; want the kernel's default, at most %d KiB for MemTotal %d KiB", minFree, limit, total)
+	}
 }
 
 // docker build is BuildKit (buildx), offline: a two-stage Dockerfile FROM
