@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -293,10 +294,33 @@ func startCopy(img string, size int64, loopDev string) error {
 	cmd.Args[0] = name
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{src, dst, dstRO, loop} // fds 3, 4, 5, 6
-	if err := cmd.Start(); err != nil {
+	if err := startYielding(cmd); err != nil {
 		return fmt.Errorf("start the copy into RAM: %w", err)
 	}
 	return cmd.Process.Release()
+}
+
+// ioprio_set(2): the idle class, for the calling thread.
+const (
+	ioprioWhoProcess = 1
+	ioprioClassIdle  = 3 << 13
+	ioprioNone       = 0
+)
+
+// startYielding starts cmd at the lowest CPU and I/O priority. The copy is
+// not on the boot's path (the system reads the medium meanwhile); at equal
+// priority, module loads and dockerd's start waited behind its CPU time and
+// its reads of the medium. A child inherits both priorities from
+// the thread that forks it, so that thread lowers them for the fork and
+// then restores its own (stage 1 goes on to exec init).
+func startYielding(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	unix.Setpriority(unix.PRIO_PROCESS, 0, 19)
+	unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioClassIdle)
+	defer unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioNone)
+	defer unix.Setpriority(unix.PRIO_PROCESS, 0, 0)
+	return cmd.Start()
 }
 
 // mountRAM mounts the copy's tmpfs at ramDir, sized to an image of size

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +210,47 @@ func TestWaitClockIgnoresStalls(t *testing.T) {
 	c.last = c.last.Add(-200 * time.Millisecond)
 	if w := c.tick(); w < 1200*time.Millisecond || w > 1300*time.Millisecond {
 		t.Fatalf("after a 200 ms look: %s; want 1.2 s", w)
+	}
+}
+
+// niceAndIOPrio reads a task's nice value (/proc/PID/task/TID/stat, field
+// 19) and its I/O priority (ioprio_get).
+func niceAndIOPrio(t *testing.T, pid, tid int) (int, uintptr) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(tid), "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses: state is 3.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	nice, err := strconv.Atoi(f[19-3])
+	if err != nil {
+		t.Fatalf("stat of %d/%d: %v", pid, tid, err)
+	}
+	prio, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
+	if errno != 0 {
+		t.Fatalf("ioprio_get %d: %v", tid, errno)
+	}
+	return nice, prio
+}
+
+func TestStartYieldingLowersOnlyTheChild(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: restoring the thread's nice value needs CAP_SYS_NICE")
+	}
+	runtime.LockOSThread() // the thread startYielding lowers and restores
+	defer runtime.UnlockOSThread()
+	self, tid := os.Getpid(), unix.Gettid()
+	nice0, prio0 := niceAndIOPrio(t, self, tid)
+	cmd := exec.Command("sleep", "10")
+	if err := startYielding(cmd); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if nice, prio := niceAndIOPrio(t, cmd.Process.Pid, cmd.Process.Pid); nice != 19 || prio != ioprioClassIdle {
+		t.Errorf("child: nice %d, ioprio %#x; want 19, %#x (idle class)", nice, prio, ioprioClassIdle)
+	}
+	if nice, prio := niceAndIOPrio(t, self, tid); nice != nice0 || prio != prio0 {
+		t.Errorf("forking thread after: nice %d, ioprio %#x; want them restored to %d, %#x", nice, prio, nice0, prio0)
 	}
 }

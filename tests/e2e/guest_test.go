@@ -214,6 +214,20 @@ func (g *guest) waitDocker() {
 		g.run("docker version --format '{{.Server.Version}}'"), time.Since(start).Seconds())
 }
 
+// inRAM is stage 1's line once the root image is in RAM (applets/stage1).
+const inRAM = "the boot medium may be removed"
+
+// waitInRAM waits until this boot's root image is in RAM. The copy runs at
+// idle priority, so on a busy boot it ends after dockerd has started.
+func (g *guest) waitInRAM() {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	if err := g.WaitSerial(ctx, inRAM); err != nil {
+		g.t.Fatalf("%v\n%s", err, g.SerialTail(20))
+	}
+}
+
 // dockerDiag gathers what explains a container that does not answer.
 func (g *guest) dockerDiag() string {
 	out, _ := g.trySudo("echo '# docker ps -a'; timeout 60 docker ps -a; echo '# /var/log/docker.log'; tail -n 40 /var/log/docker.log; echo '# dmesg'; dmesg | tail -n 20; echo '# ps'; ps")

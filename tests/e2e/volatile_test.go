@@ -85,6 +85,7 @@ func TestVolatileBIOS(t *testing.T) {
 	// Runs from RAM: stage 1 copied the root image off the CD, so with the
 	// CD gone and the page cache dropped, the largest binaries still read
 	// whole and a container still runs.
+	g.waitInRAM()
 	wantMatch(t, "stage 1's console", g.BootLog(), `boot medium: /dev/sr0(.|\n)*root image copied into RAM \(\d+ MiB in [0-9.]+s\); the boot medium may be removed`)
 	if out, err := g.Monitor(t.Context(), "eject -f cd0-drive"); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("eject the CD: %v %q", err, out)
