@@ -35,7 +35,9 @@ func (g *guest) monitor(cmds ...string) {
 // succeeds, and fails the test after secs seconds with what check printed.
 func (g *guest) waitFor(what string, secs int, check string) string {
 	g.t.Helper()
-	out, err := g.trySudo(fmt.Sprintf(`for i in $(seq %d); do out=$(%s) && { echo "$out"; exit 0; }; sleep 1; done; echo "$out"; exit 1`, secs, check))
+	// Each try's stderr goes into its own output: a try made before the
+	// device appeared must not leak its error into the answer of a later one.
+	out, err := g.trySudo(fmt.Sprintf(`for i in $(seq %d); do out=$( { %s ; } 2>&1) && { echo "$out"; exit 0; }; sleep 1; done; echo "$out"; exit 1`, secs, check))
 	if err != nil {
 		g.t.Fatalf("%s: not within %d s: %v\n%s\nconsole tail:\n%s", what, secs, err, out, g.SerialTail(30))
 	}
