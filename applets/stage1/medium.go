@@ -312,7 +312,8 @@ const (
 // priority, module loads and dockerd's start waited behind its CPU time and
 // its reads of the medium. A child inherits both priorities from
 // the thread that forks it, so that thread lowers them for the fork and
-// then restores its own (stage 1 goes on to exec init).
+// then restores its own (stage 1 goes on to exec init). Best effort: a
+// copy left at normal priority only makes the boot slower.
 func startYielding(cmd *exec.Cmd) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
