@@ -128,7 +128,7 @@ func findInstalled(stdio cli.IO, aliases *modalias.Aliases, load func(string) er
 
 // copyToRAM copies the image into a tmpfs of its own, sized to it.
 func copyToRAM(src io.Reader, size int64) (string, error) {
-	if err := mountRAM(size); err != nil {
+	if err := mountRAM(ramDir, size); err != nil {
 		return "", err
 	}
 	p := filepath.Join(ramDir, "rootfs.squashfs")

@@ -271,7 +271,7 @@ func startCopy(img string, size int64, loopDev string) error {
 		return err
 	}
 	defer src.Close()
-	if err := mountRAM(size); err != nil {
+	if err := mountRAM(ramDir, size); err != nil {
 		return err
 	}
 	copyPath := filepath.Join(ramDir, "rootfs.squashfs")
@@ -324,14 +324,17 @@ func startYielding(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// mountRAM mounts the copy's tmpfs at ramDir, sized to an image of size
-// bytes (the initramfs's own tmpfs is capped at half the RAM).
-func mountRAM(size int64) error {
-	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+// mountRAM mounts the copy's tmpfs at dir, sized to an image of size
+// bytes (the initramfs's own tmpfs is capped at half the RAM). noswap: the
+// image is already compressed, so the zram swap (S03zram) would spend CPU
+// to hold it in as many bytes, and every read of the root filesystem would
+// then wait for a swap-in; the swap is for what compresses.
+func mountRAM(dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	tmpfsSize := (size + 2<<20) &^ (1<<20 - 1)
-	if _, err := mount.Mount("tmpfs", ramDir, "tmpfs", fmt.Sprintf("size=%d,mode=0700", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+	if _, err := mount.Mount("tmpfs", dir, "tmpfs", fmt.Sprintf("size=%d,mode=0700,noswap", tmpfsSize), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
 		return fmt.Errorf("mount a tmpfs for the root image: %w", err)
 	}
 	return nil

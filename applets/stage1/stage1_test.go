@@ -199,6 +199,34 @@ func TestToRAMMovesTheLoopDevice(t *testing.T) {
 	}
 }
 
+// The root image's tmpfs is sized to it (2 MiB of room, rounded down to
+// a MiB) and never swapped (to zram).
+func TestMountRAMIsSizedAndNotSwapped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts")
+	}
+	dir := filepath.Join(t.TempDir(), "ram")
+	if err := mountRAM(dir, 5<<20+1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts string
+	for _, l := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == dir {
+			opts = f[len(f)-1] // the superblock's options
+		}
+	}
+	for _, want := range []string{"size=7168k", "mode=700", "noswap"} {
+		if !strings.Contains(","+opts+",", ","+want+",") {
+			t.Errorf("%s mounted with %q; want %s among them", dir, opts, want)
+		}
+	}
+}
+
 // A stall (the guest starved by its host) counts for a second at most.
 func TestWaitClockIgnoresStalls(t *testing.T) {
 	var c waitClock

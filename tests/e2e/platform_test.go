@@ -117,6 +117,32 @@ func TestNoTransparentHugepages(t *testing.T) {
 	}
 }
 
+// The only swap is zram (S03zram): half the RAM, compressed with zstd,
+// preferred to dropping program pages (swappiness 180).
+func TestZramSwap(t *testing.T) {
+	t.Parallel()
+	g := sharedGuest(t)
+	swaps := strings.Split(g.run("tail -n +2 /proc/swaps"), "\n")
+	f := strings.Fields(swaps[0])
+	if len(swaps) != 1 || len(f) < 3 || f[0] != "/dev/zram0" {
+		t.Fatalf("/proc/swaps lists %q; want /dev/zram0 alone", swaps)
+	}
+	size, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatalf("swap size %q: %v", f[2], err)
+	}
+	total, err := strconv.Atoi(g.run("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
+	if err != nil {
+		t.Fatalf("MemTotal: %v", err)
+	}
+	// The swap header takes a page of the device.
+	if size > total/2 || size < total/2-8 {
+		t.Errorf("zram swap of %d KiB; want half of MemTotal %d KiB", size, total)
+	}
+	wantMatch(t, "zram compressor", g.run("cat /sys/block/zram0/comp_algorithm"), `\[zstd\]`)
+	wantMatch(t, "vm.swappiness", g.run("cat /proc/sys/vm/swappiness"), `^180$`)
+}
+
 // docker build is BuildKit (buildx), offline: a two-stage Dockerfile FROM
 // an image that exists only in the guest.
 func TestBuildx(t *testing.T) {
