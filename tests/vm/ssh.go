@@ -80,7 +80,11 @@ func dial(ctx context.Context, port int, key ssh.Signer) (*Client, error) {
 // Run runs a shell command in the guest and returns its combined output.
 // A non-zero exit is an error that carries the output.
 func (c *Client) Run(ctx context.Context, cmd string) (string, error) {
+	// A connection whose guest has gone (a reboot under QEMU's user network
+	// sends no reset) never confirms a session: the deadline ends it.
+	stop := context.AfterFunc(ctx, func() { c.c.Close() })
 	s, err := c.c.NewSession()
+	stop()
 	if err != nil {
 		return "", fmt.Errorf("ssh session: %w", err)
 	}
@@ -203,7 +207,10 @@ func (m *Machine) WaitBootAfter(ctx context.Context, old string) error {
 		// Only a well-formed new ID is a new boot: a command cut short by the
 		// old system's shutdown can end without an error or an ID (seen once
 		// in CI: "rebooted" after 8 s, then the next command cut off).
-		id, err := m.BootID(ctx)
+		// Each try is bounded: a connection made just before the old system
+		// went down hangs rather than fails (seen in a CI rehearsal: the new
+		// boot answered, but the one try ran out the whole deadline).
+		id, err := m.BootID(ctxTimeout(ctx, 20*time.Second))
 		if err == nil && id != old && bootIDForm.MatchString(id) {
 			return nil
 		}
