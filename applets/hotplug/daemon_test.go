@@ -361,3 +361,25 @@ func TestMainCommandLine(t *testing.T) {
 		t.Errorf("--dry-run loaded %v", f.loaded)
 	}
 }
+
+// The modaliases of a QEMU PC (lightwhale hotplug coldplug --dry-run): the
+// storage and network drivers load before storage settles, the rest after.
+func TestSplitDeferred(t *testing.T) {
+	present := []string{
+		"cpu:type:x86,ven0002fam000Fmod006B:feature:,0000,0001,0002",
+		"input:b0011v0001p0001eAB41-e0,1,4,11,14,k71,72,ramlsfw",
+		"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80",
+		"scsi:t-0x05",
+		"serio:ty01pr00id00ex00",
+		"virtio:d00000001v00001AF4",
+		"virtio:d00000002v00001AF4",
+		"virtio:d00000004v00001AF4",
+	}
+	now, later := splitDeferred(present)
+	if diff := cmp.Diff([]string{"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", "scsi:t-0x05", "virtio:d00000001v00001AF4", "virtio:d00000002v00001AF4"}, now); diff != "" {
+		t.Errorf("loaded before settle (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{present[0], present[1], present[4], present[7]}, later); diff != "" {
+		t.Errorf("deferred (-want +got):\n%s", diff)
+	}
+}

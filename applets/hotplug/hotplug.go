@@ -57,6 +57,8 @@ type System struct {
 	LateRecord string // latedisk.File
 	// Load loads modules (names as modules.alias gives them).
 	Load func(modules []string) error
+	// LoadIdle loads modules at the lowest CPU priority (deferredBuses).
+	LoadIdle func(modules []string) error
 	// DHCP brings up a wired NIC that appeared after boot.
 	DHCP func(iface string) error
 	// Motd rewrites the message of the day (after a late disk).
@@ -76,6 +78,7 @@ var Host = System{
 	RunDir:     paths.RunDir,
 	LateRecord: lateRecord,
 	Load:       modprobe,
+	LoadIdle:   modprobeIdle,
 	DHCP:       func(iface string) error { return runTool("/usr/libexec/lightwhale/dhcp-up", iface) },
 	Motd:       func() error { return runTool("/etc/init.d/S99motd", "start") },
 	Join:       addDisks,
@@ -102,10 +105,26 @@ func kernelRelease() string {
 // modprobe loads modules with kmod's modprobe, which brings their
 // dependencies, options and blacklist (-b); -q: a module missing from the
 // pruned image is not an error worth a console line.
-func modprobe(modules []string) error {
-	out, err := exec.Command("modprobe", append([]string{"-q", "-b", "-a", "--"}, modules...)...).CombinedOutput()
+func modprobe(modules []string) error { return modprobeNice(0, modules) }
+
+// modprobeIdle is modprobe at nice 19: what it loads after the boot must
+// not take the CPU from dockerd's start. The kernel runs a module's init
+// (crypto self-tests and all) in the loading process, so its nice applies.
+func modprobeIdle(modules []string) error { return modprobeNice(19, modules) }
+
+func modprobeNice(nice int, modules []string) error {
+	var out strings.Builder
+	cmd := exec.Command("modprobe", append([]string{"-q", "-b", "-a", "--"}, modules...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Start()
+	if err == nil {
+		if nice != 0 {
+			unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, nice)
+		}
+		err = cmd.Wait()
+	}
 	if err != nil {
-		return fmt.Errorf("modprobe %s: %w: %s", strings.Join(modules, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("modprobe %s: %w: %s", strings.Join(modules, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
