@@ -7,7 +7,6 @@ package persistence
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -278,9 +277,10 @@ func endRebuilding(h host.Host, degraded bool) {
 	}
 }
 
-// printProgress shows the long operations: percent done and a time-left
+// progressLines shows the long operations: percent done and a time-left
 // estimate, from btrfs's status commands.
-func printProgress(out io.Writer, h host.Host) {
+func progressLines(h host.Host) string {
+	var out strings.Builder
 	ops := []struct {
 		name string
 		p    btrfs.Progress
@@ -293,7 +293,7 @@ func printProgress(out io.Writer, h host.Host) {
 		if !op.p.Running {
 			resetBaseline(h, op.name)
 			if op.name == "scrub" && op.p.Text != "" && !strings.HasPrefix(op.p.Text, ";") {
-				fmt.Fprintf(out, "scrub:     %s\n", op.p.Text)
+				fmt.Fprintf(&out, "scrub:     %s\n", op.p.Text)
 			}
 			continue
 		}
@@ -311,8 +311,9 @@ func printProgress(out io.Writer, h host.Host) {
 			line = fmt.Sprintf("%s %.1f%% done", op.name, op.p.Percent)
 		}
 		line += ", " + left
-		fmt.Fprintf(out, "%-10s %s\n", "rebuild:", line)
+		fmt.Fprintf(&out, "%-10s %s\n", "rebuild:", line)
 	}
+	return out.String()
 }
 
 // recordProgress notes the first sight of each running operation, so that

@@ -19,6 +19,13 @@ import (
 func status(out io.Writer, h host.Host, only []string) error {
 	data, ok := host.MountedAt(h, paths.DataDir)
 	mode := "not set up (setup-persistence has not run)"
+	// The progress first: a short replace can end between btrfs's state
+	// and its status command, and the mode must not then point to a
+	// rebuild: line that is not there.
+	var progress string
+	if ok && data.FSType == "btrfs" {
+		progress = progressLines(h)
+	}
 	if ok {
 		mode = "volatile (tmpfs: changes are lost at reboot)"
 		if data.FSType == "btrfs" {
@@ -33,7 +40,7 @@ func status(out io.Writer, h host.Host, only []string) error {
 			if m, _ := h.ReadFile(paths.ModeFile); strings.TrimSpace(string(m)) == "rebuilding" {
 				// Between a replace and its balance, or just after the
 				// end, nothing runs: no rebuild: line to point to.
-				if err == nil && (st.Replacing || st.Balancing) {
+				if strings.Contains(progress, "rebuild:") {
 					mode += ", REBUILDING (see rebuild: below)"
 				} else {
 					mode += ", REBUILDING (between steps, or ending)"
@@ -56,7 +63,7 @@ func status(out io.Writer, h host.Host, only []string) error {
 		if prof, err := btrfs.Df(h, paths.DataDir); err == nil {
 			fmt.Fprintf(out, "profile:   %s\n", prof)
 		}
-		printProgress(out, h)
+		io.WriteString(out, progress)
 	}
 	if ok {
 		if total, free, avail, err := h.Statfs(paths.DataDir); err == nil {
