@@ -182,7 +182,7 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 			if err := s.LoadIdle(mods); err != nil {
 				log("%v", err)
 			}
-			log("after the boot: %d driver(s) for %d device(s) in %.2fs at idle priority", len(mods), len(later), time.Since(t).Seconds())
+			log("after the boot: %d driver(s) for %d device(s), %.0fs later, once Docker answered", len(mods), len(later), time.Since(t).Seconds())
 		}()
 	}
 	for {
@@ -201,11 +201,11 @@ func (s System) daemon(out io.Writer, ready io.WriteCloser) error {
 }
 
 // deferredBuses are the modalias prefixes whose drivers wait until storage
-// has settled and the boot goes on: CPU features (crypto acceleration; the
-// btrfs module asks for its crc32c by itself), input devices and PS/2
-// ports, and virtio's entropy source. None carries a disk or a NIC, and
-// their loads (crypto self-tests, the entropy source's first read) held
-// the boot up by about 3 s under TCG.
+// has settled and then for Docker's API (modprobeIdle): CPU features
+// (crypto acceleration; the btrfs module asks for its crc32c by itself),
+// input devices and PS/2 ports, and virtio's entropy source. None carries
+// a disk or a NIC, and their loads (crypto self-tests, the entropy
+// source's first read) held the boot up by about 3 s under TCG.
 var deferredBuses = []string{"cpu:", "input:", "serio:", "virtio:d00000004v"}
 
 // splitDeferred splits the modaliases present into those whose drivers

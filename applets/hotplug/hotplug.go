@@ -13,6 +13,7 @@ package hotplug
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/dockerping"
 	"lightwhale/internal/paths"
 )
 
@@ -40,6 +42,9 @@ daemon    the daemon itself, in the foreground: coldplug, settle, then load
           filesystem (setup-persistence add).
 coldplug  loads the drivers of the devices present, once; --dry-run prints
           "MODALIAS MODULE..." for each device instead.
+
+The drivers of CPU features (crypto acceleration), input devices and the
+entropy source load after the boot, once Docker's API answers.
 
 Storage settles while a USB mass-storage device, a SCSI disk, an NVMe
 controller or an SD card is present without its disk, or a storage uevent
@@ -107,10 +112,23 @@ func kernelRelease() string {
 // pruned image is not an error worth a console line.
 func modprobe(modules []string) error { return modprobeNice(0, modules) }
 
-// modprobeIdle is modprobe at nice 19: what it loads after the boot must
-// not take the CPU from dockerd's start. The kernel runs a module's init
-// (crypto self-tests and all) in the loading process, so its nice applies.
-func modprobeIdle(modules []string) error { return modprobeNice(19, modules) }
+// modprobeIdle waits until Docker's API answers (at most idleWait), then
+// runs modprobe at nice 19: what it loads after the boot must not take the
+// CPU from dockerd's start. A low nice alone was not enough: loading
+// aesni_intel makes the kernel's crypto manager ask for 22 algorithms that
+// no module provides, each an exec of modprobe by a kernel worker at
+// normal priority, and under TCG those landed in dockerd's start. Waiting
+// for an idle CPU instead fired there too, in the boot's I/O waits.
+func modprobeIdle(modules []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), idleWait)
+	dockerping.Wait(ctx, dockerping.Socket)
+	cancel()
+	return modprobeNice(19, modules)
+}
+
+// idleWait bounds modprobeIdle's wait: a machine whose Docker is slow, or
+// stopped, gets its drivers then.
+const idleWait = 2 * time.Minute
 
 func modprobeNice(nice int, modules []string) error {
 	var out strings.Builder

@@ -7,11 +7,7 @@ package osstatus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -20,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/dockerping"
 	"lightwhale/internal/osversion"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/version"
@@ -29,7 +26,7 @@ import (
 var (
 	osDir      = paths.OSDir
 	cmdline    = "/proc/cmdline"
-	dockerSock = "/var/run/docker.sock"
+	dockerSock = dockerping.Socket
 	dataDir    = paths.DataDir
 	reboot     = func() error { return exec.Command("/sbin/reboot").Run() }
 	dataOK     = func(dir string) bool {
@@ -196,20 +193,5 @@ func healthy() error {
 	if !dataOK(dataDir) {
 		return fmt.Errorf("the data filesystem is not mounted at %s", dataDir)
 	}
-	c := http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", dockerSock)
-		}},
-	}
-	resp, err := c.Get("http://docker/_ping")
-	if err != nil {
-		return errors.New("the Docker API did not answer")
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
-	if resp.StatusCode != http.StatusOK || string(b) != "OK" {
-		return fmt.Errorf("the Docker API answered %s %q", resp.Status, b)
-	}
-	return nil
+	return dockerping.Ping(context.Background(), dockerSock)
 }

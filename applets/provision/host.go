@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"path"
 	"path/filepath"
 	"sort"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"lightwhale/internal/dockerping"
 	"lightwhale/internal/host"
 	"lightwhale/internal/paths"
 	"lightwhale/internal/probe"
@@ -87,32 +86,8 @@ func configureLink(l netlink.Link, e Ethernet) error {
 	return nil
 }
 
-// dockerSocket is where dockerd listens (its default).
-const dockerSocket = "/run/docker.sock"
-
 // dockerUp polls dockerd's GET /_ping until it answers or ctx ends.
-func dockerUp(ctx context.Context) bool {
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", dockerSocket)
-		},
-	}}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
-		if resp, err := c.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(time.Second):
-		}
-	}
-}
+func dockerUp(ctx context.Context) bool { return dockerping.Wait(ctx, dockerping.Socket) }
 
 // claimed says why dev needs no claim ("" when it does): it already
 // carries the consent header (S11persistence claims it next), or a
