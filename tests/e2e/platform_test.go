@@ -54,7 +54,7 @@ func TestPlatformVersions(t *testing.T) {
 			lines[f[0]] = f[1]
 		}
 	}
-	for _, k := range []string{"lightwhale", "debian", "kernel", "docker.io", "containerd", "runc", "docker-buildx", "docker-compose"} {
+	for _, k := range []string{"lightwhale", "debian", "kernel", "docker.io", "containerd", "runc", "crun", "docker-buildx", "docker-compose"} {
 		if lines[k] == "" {
 			t.Errorf("lightwhale version names no %s: %v", k, lines)
 		}
@@ -95,6 +95,22 @@ func TestAppArmor(t *testing.T) {
 	// Docker's profile denies with deny rules, which AppArmor does not log;
 	// the kernel lists it as loaded and enforcing.
 	wantMatch(t, "loaded AppArmor profiles", g.sudo("cat /sys/kernel/security/apparmor/profiles"), `(?m)^docker-default \(enforce\)$`)
+}
+
+// Containers run under crun by default (S60dockerd's flags); runc
+// stays for `--runtime runc` (and BuildKit's RUN steps, TestBuildx), and
+// both confine with Docker's AppArmor profile.
+func TestRuntimes(t *testing.T) {
+	t.Parallel()
+	g := platformGuest(t)
+	wantEqual(t, "default runtime", g.run("docker info --format '{{.DefaultRuntime}}'"), "crun")
+	wantMatch(t, "crun's path", g.run("docker info --format '{{json .Runtimes.crun}}'"), `"path":"/usr/bin/crun"`)
+	name := "lw-runtime"
+	g.run("docker run -d --name " + name + " " + platformImage + " sleep 60 >/dev/null")
+	defer g.run("docker rm -f " + name + " >/dev/null")
+	wantEqual(t, "a default container's runtime", g.run("docker inspect --format '{{.HostConfig.Runtime}}' "+name), "crun")
+	wantEqual(t, "a runc container's AppArmor label",
+		g.run("docker run --rm --runtime runc "+platformImage+" cat /proc/self/attr/current"), "docker-default (enforce)")
 }
 
 // Transparent hugepages are off (grub.cfg), so the kernel keeps its own

@@ -302,9 +302,10 @@ const (
 )
 
 // TestProvisionSeed boots with a cidata seed (keys, host name, a static
-// address and route on a second NIC, write_files, runcmd, NTP server) and
-// lightwhale.persist= and lightwhale.proxy= on the kernel command line,
-// with the guest's clock started in 2020; then reboots once.
+// address and route on a second NIC, write_files with a daemon.json,
+// runcmd, NTP server) and lightwhale.persist= and lightwhale.proxy= on the
+// kernel command line, with the guest's clock started in 2020; then
+// reboots once.
 func TestProvisionSeed(t *testing.T) {
 	t.Parallel()
 	iso := requireISO(t)
@@ -323,6 +324,8 @@ write_files:
     content: hello from cidata
     permissions: '0640'
     owner: root:docker
+  - path: /etc/docker/daemon.json
+    content: '{"log-driver": "local", "default-runtime": "runc"}'
 runcmd:
   - echo ran >> /mnt/lightwhale-data/runcmd-count
 ntp:
@@ -394,6 +397,11 @@ ethernets:
 	}
 
 	g.waitDocker()
+	// A daemon.json that names the default runtime wins over S60dockerd's
+	// crun (dockerd would refuse the setting given twice).
+	if got := g.run("docker info --format '{{.DefaultRuntime}} {{.LoggingDriver}}'"); got != "runc local" {
+		t.Errorf("dockerd's default runtime and log driver = %q; want the seed's daemon.json: runc local", got)
+	}
 	env := g.sudo("tr '\\0' '\\n' < /proc/$(cat /run/docker.pid)/environ | grep -i proxy | sort")
 	if !strings.Contains(env, "HTTP_PROXY=http://10.0.2.2:3128") || !strings.Contains(env, "NO_PROXY=localhost,127.0.0.1") {
 		t.Errorf("dockerd's environment: %q", env)

@@ -165,7 +165,7 @@ const (
 	CompFirmware   = "firmware"
 	CompDockerd    = "dockerd"
 	CompContainerd = "containerd"
-	CompRunc       = "runc"
+	CompRunc       = "runc, crun"
 	CompCLI        = "CLI"
 	CompCompose    = "compose"
 	CompBuildx     = "buildx"
@@ -181,7 +181,7 @@ var componentOrder = []string{CompKernel, CompModules, CompFirmware, CompDockerd
 var componentByName = map[string]string{
 	"dockerd": CompDockerd, "docker-proxy": CompDockerd, "docker-init": CompDockerd, "tini-static": CompDockerd,
 	"containerd": CompContainerd, "containerd-shim-runc-v2": CompContainerd, "ctr": CompContainerd,
-	"runc":           CompRunc,
+	"runc": CompRunc, "crun": CompRunc,
 	"docker":         CompCLI,
 	"docker-compose": CompCompose,
 	"docker-buildx":  CompBuildx,

@@ -16,6 +16,7 @@ func TestComponentOf(t *testing.T) {
 		"usr/sbin/docker-proxy":                         CompDockerd,
 		"usr/bin/containerd-shim-runc-v2":               CompContainerd,
 		"usr/sbin/runc":                                 CompRunc,
+		"usr/bin/crun":                                  CompRunc,
 		"usr/bin/docker":                                CompCLI,
 		"usr/libexec/docker/cli-plugins/docker-compose": CompCompose,
 		"usr/libexec/docker/cli-plugins/docker-buildx":  CompBuildx,
