@@ -626,13 +626,44 @@ func (m *Machine) BootLog() string {
 	return s
 }
 
-// SerialTail returns the last n lines of the serial log.
+// SerialTail returns the last n lines of the serial log, after the kernel's
+// report of the first panic if that lies before them: with panic=10 the
+// guest reboots, and a wait that notices late prints only the new boot.
 func (m *Machine) SerialTail(n int) string {
-	lines := strings.Split(m.SerialLog(), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	return serialTail(m.SerialLog(), n)
+}
+
+func serialTail(log string, n int) string {
+	lines := strings.Split(log, "\n")
+	first := max(len(lines)-n, 0)
+	tail := strings.Join(lines[first:], "\n")
+	for i, l := range lines[:first] {
+		if !strings.Contains(l, "Kernel panic") {
+			continue
+		}
+		// The report starts at the first fault among the 100 lines before
+		// the panic; with none there, those lines are all we show.
+		from := max(i-100, 0)
+		for j := from; j < i; j++ {
+			if oopsStart(lines[j]) {
+				from = j
+				break
+			}
+		}
+		report := strings.Join(lines[from:min(i+3, first)], "\n")
+		return "kernel panic report (earlier in the log):\n" + report + "\n...\nlast lines:\n" + tail
 	}
-	return strings.Join(lines, "\n")
+	return tail
+}
+
+// oopsStart reports a line that begins a kernel report of a fault.
+func oopsStart(l string) bool {
+	for _, s := range []string{"------------[ cut here ]", "BUG:", "Oops:", "general protection fault", "Unable to handle"} {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // WaitSerial waits until the current boot's console shows substr.

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,5 +184,31 @@ func TestBusesAndMonitor(t *testing.T) {
 	// A command QEMU does not know is reported, not swallowed.
 	if out, err := m.Monitor(ctx, "no_such_command"); err == nil && !strings.Contains(out, "unknown command") {
 		t.Errorf("unknown command: %q, %v", out, err)
+	}
+}
+
+func TestSerialTailKeepsAnEarlierPanic(t *testing.T) {
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "boot line %d\n", i)
+	}
+	b.WriteString("BUG: unable to handle page fault for address: 0000000000001234\nOops: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:some_irq_handler+0x1f/0x80\n")
+	b.WriteString("Kernel panic - not syncing: Fatal exception in interrupt\n")
+	for i := range 250 {
+		fmt.Fprintf(&b, "second boot line %d\n", i)
+	}
+	got := serialTail(b.String(), 200)
+	for _, want := range []string{"BUG: unable to handle page fault", "RIP: 0010:some_irq_handler", "Fatal exception in interrupt", "second boot line 249"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tail lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "\nboot line 299\n") {
+		t.Errorf("the report starts before the fault:\n%s", got)
+	}
+	// Without a panic, or with the panic inside the tail, it is just the tail.
+	plain := strings.Repeat("x\n", 10) + "Kernel panic - not syncing\nlast"
+	if got := serialTail(plain, 5); got != "x\nx\nx\nKernel panic - not syncing\nlast" {
+		t.Errorf("plain tail = %q", got)
 	}
 }
