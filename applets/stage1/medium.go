@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lightwhale/internal/cli"
+	"lightwhale/internal/dockerping"
 	"lightwhale/internal/modalias"
 )
 
@@ -283,9 +285,9 @@ func sendAll(dst, src *os.File, size int64) (int64, error) {
 }
 
 // startCopy prepares the copy's tmpfs, sized to the image (the initramfs's
-// own tmpfs is capped at half the RAM), and starts the copier with the four
-// files it needs: it must not rely on paths, which the switch of root
-// moves or deletes.
+// own tmpfs is capped at half the RAM), and starts the copier with the five
+// files it needs (the last, the new root, to find Docker's socket): it must
+// not rely on paths, which the switch of root moves or deletes.
 func startCopy(img string, size int64, loopDev string) error {
 	src, err := os.Open(img)
 	if err != nil {
@@ -311,10 +313,15 @@ func startCopy(img string, size int64, loopDev string) error {
 		return err
 	}
 	defer loop.Close()
+	root, err := os.Open(newRoot)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	cmd := exec.Command("/proc/self/exe", copierFlag, strconv.FormatInt(size, 10))
 	cmd.Args[0] = name
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{src, dst, dstRO, loop} // fds 3, 4, 5, 6
+	cmd.ExtraFiles = []*os.File{src, dst, dstRO, loop, root} // fds 3, 4, 5, 6, 7
 	if err := startYielding(cmd); err != nil {
 		return fmt.Errorf("start the copy into RAM: %w", err)
 	}
@@ -370,6 +377,9 @@ func copier(size string) error {
 		return fmt.Errorf("bad size %q", size)
 	}
 	src := os.NewFile(3, "medium image")
+	if totalRAM() >= lateCopyRAM {
+		waitForDocker(os.NewFile(7, "new root"))
+	}
 	if err := toRAM(src, os.NewFile(4, "copy"), os.NewFile(5, "copy (read-only)"), os.NewFile(6, "loop device"), n); err != nil {
 		return err
 	}
@@ -378,6 +388,47 @@ func copier(size string) error {
 	unix.Unmount(mediumDir, unix.MNT_DETACH)
 	unix.Unmount(ramDir, unix.MNT_DETACH)
 	return nil
+}
+
+// waitForDocker holds the copy until Docker's API answers (at most
+// dockerWait): until then its CPU and its reads of the medium slow down
+// dockerd's own start (under TCG, Docker answered about 3 s sooner). The
+// copier's root is still the initramfs, whose /proc and /run moved to the
+// new root, so it reaches the socket by a path relative to the new root.
+func waitForDocker(root *os.File) {
+	t0 := time.Now()
+	if err := unix.Fchdir(int(root.Fd())); err != nil {
+		fmt.Fprintf(os.Stderr, "lightwhale stage 1: cannot reach Docker's socket (%v); copying the root image into RAM now\n", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	if !dockerping.Wait(ctx, strings.TrimPrefix(dockerping.Socket, "/")) {
+		fmt.Fprintf(os.Stderr, "lightwhale stage 1: Docker's API did not answer within %s; copying the root image into RAM now\n", dockerWait)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "lightwhale stage 1: Docker's API answers after %.1fs; copying the root image into RAM\n", time.Since(t0).Seconds())
+}
+
+// dockerWait bounds waitForDocker: a machine whose Docker is slow, or
+// stopped, still frees its boot medium.
+const dockerWait = 2 * time.Minute
+
+// lateCopyRAM is the RAM from which the copy waits for Docker. With less,
+// the programs Docker's start reads are evicted and read again, and from
+// the medium that thrashes: under TCG with 352 to 480 MiB, Docker had not
+// answered 2 minutes into the boot, while with the copy done first 352 MiB
+// runs a container.
+const lateCopyRAM = 1 << 30
+
+// totalRAM is the kernel's MemTotal in bytes (sysinfo(2): the copier has no
+// /proc).
+func totalRAM() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
 }
 
 // loadRootfsID reads the initramfs's note of its root image.

@@ -3,6 +3,9 @@ package stage1
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -280,5 +283,48 @@ func TestStartYieldingLowersOnlyTheChild(t *testing.T) {
 	}
 	if nice, prio := niceAndIOPrio(t, self, tid); nice != nice0 || prio != prio0 {
 		t.Errorf("forking thread after: nice %d, ioprio %#x; want them restored to %d, %#x", nice, prio, nice0, prio0)
+	}
+}
+
+// The copier, whose root is the old initramfs, finds Docker's socket below
+// the new root it was handed, and stops waiting once the API answers.
+func TestWaitForDockerUsesTheNewRoot(t *testing.T) {
+	t.Chdir(t.TempDir()) // waitForDocker changes the directory; restore it
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "run"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(root, "run", "docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinged := make(chan struct{}, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_ping" {
+			select {
+			case pinged <- struct{}{}:
+			default:
+			}
+			io.WriteString(w, "OK")
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	dir, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	done := make(chan struct{})
+	go func() { waitForDocker(dir); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("waitForDocker still waits, with Docker's API answering below the new root")
+	}
+	select {
+	case <-pinged:
+	default:
+		t.Fatal("waitForDocker returned without asking the API")
 	}
 }

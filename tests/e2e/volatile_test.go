@@ -82,11 +82,11 @@ func TestVolatileBIOS(t *testing.T) {
 		t.Fatal("a file from the previous boot is in /")
 	}
 
-	// Runs from RAM: stage 1 copied the root image off the CD, so with the
-	// CD gone and the page cache dropped, the largest binaries still read
-	// whole and a container still runs.
+	// Runs from RAM: stage 1 copied the root image off the CD once Docker
+	// answered, so with the CD gone and the page cache dropped, the largest
+	// binaries still read whole and a container still runs.
 	g.waitInRAM()
-	wantMatch(t, "stage 1's console", g.BootLog(), `boot medium: /dev/sr0(.|\n)*root image copied into RAM \(\d+ MiB in [0-9.]+s\); the boot medium may be removed`)
+	wantMatch(t, "stage 1's console", g.BootLog(), `boot medium: /dev/sr0(.|\n)*Docker's API answers after [0-9.]+s; copying the root image into RAM(.|\n)*root image copied into RAM \(\d+ MiB in [0-9.]+s\); the boot medium may be removed`)
 	if out, err := g.Monitor(t.Context(), "eject -f cd0-drive"); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("eject the CD: %v %q", err, out)
 	}
