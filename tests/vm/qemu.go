@@ -638,7 +638,7 @@ func serialTail(log string, n int) string {
 	first := max(len(lines)-n, 0)
 	tail := strings.Join(lines[first:], "\n")
 	for i, l := range lines[:first] {
-		if !strings.Contains(l, "Kernel panic") {
+		if !strings.Contains(l, kernelPanic) {
 			continue
 		}
 		// The report starts at the first fault among the 100 lines before
@@ -690,7 +690,7 @@ func (m *Machine) guestDead() error {
 		return fmt.Errorf("%s: qemu exited: %w", m.cfg.Name, m.exitErr())
 	}
 	log := m.BootLog()
-	for _, dead := range []string{"Kernel panic", stage1Halted} {
+	for _, dead := range []string{kernelPanic, stage1Halted} {
 		if i := strings.Index(log, dead); i >= 0 {
 			// Show the line that says why, which stage 1 prints first.
 			if j := strings.LastIndex(log[:i], "lightwhale stage 1:"); dead == stage1Halted && j >= 0 {
@@ -701,6 +701,9 @@ func (m *Machine) guestDead() error {
 	}
 	return nil
 }
+
+// kernelPanic starts the kernel's last line before it halts or reboots.
+const kernelPanic = "Kernel panic"
 
 // stage1Halted is how stage 1 (applets/stage1/stage1.go) ends a boot that
 // cannot go on, e.g. too little RAM for the root squashfs.
