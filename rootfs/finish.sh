@@ -49,7 +49,8 @@ done
 find /etc/apparmor.d -mindepth 1 -maxdepth 1 ! -name abi ! -name abstractions ! -name tunables -exec rm -rf {} +
 
 # No package manager, database, docs, man pages, locales; nothing that only
-# dpkg/debconf use (perl); no charset converters; no unused tools.
+# dpkg/debconf use (perl); no charset converters; no unused tools; no
+# headers or static libraries (crun's package ships libcrun.a).
 rm -rf /var/lib/apt /var/cache/* /var/lib/dpkg /var/log/* /etc/apt /etc/dpkg \
   /usr/bin/apt* /usr/bin/dpkg* /usr/sbin/dpkg* /usr/lib/apt /usr/lib/dpkg /usr/share/dpkg \
   /usr/sbin/policy-rc.d /usr/share/debconf /usr/share/perl* /usr/lib/x86_64-linux-gnu/perl* \
@@ -58,4 +59,5 @@ rm -rf /var/lib/apt /var/cache/* /var/lib/dpkg /var/log/* /etc/apt /etc/dpkg \
   /usr/bin/dnet /usr/sbin/ovrouter /usr/lib/x86_64-linux-gnu/libperl.so* \
   /usr/bin/ctr /usr/bin/containerd-stress /usr/bin/containerd-shim /usr/bin/containerd-shim-runc-v1 \
   /usr/bin/btrfs-convert /usr/bin/btrfs-image /usr/bin/btrfs-find-root /usr/bin/btrfs-select-super \
+  /usr/lib/x86_64-linux-gnu/libcrun.a /usr/include \
   /usr/lib/modules/*/modules.*.bin.tmp /tmp/* /root/.cache
