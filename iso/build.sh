@@ -48,6 +48,16 @@ rm -rf "$ctx" && mkdir -p "$ctx"
 cp -a "$src/rootfs/Dockerfile" "$src/rootfs/packages" "$src/rootfs/prune-modules.sh" \
   "$src/rootfs/prune-firmware.sh" "$src/rootfs/finish.sh" "$src/rootfs/overlay" "$ctx/"
 cp "$bin" "$ctx/lightwhale"
+# The Docker stack, built from source (dockerstack/build.sh); the Makefile
+# builds it once under build/dockerstack (DOCKERSTACK), or it is built here.
+stack=${DOCKERSTACK:-$src/build/dockerstack}
+if [ ! -f "$stack/versions" ]; then
+  step "building the Docker stack from source into $stack"
+  "$src/dockerstack/build.sh" "$stack"
+fi
+mkdir "$ctx/dockerstack"
+cp "$stack/docker-multicall" "$stack/containerd" "$stack/containerd-shim-runc-v2" \
+  "$stack/docker-proxy" "$stack/runc" "$stack/versions" "$ctx/dockerstack/"
 docker build --network host --build-arg "VERSION=$version" --build-arg "SUITE=$suite" \
   --build-arg "SOURCES=$sources" --build-arg "SECURITY=$security" -t "$image" "$ctx"
 

@@ -7,6 +7,8 @@ pkgs=(
   # build
   docker.io mmdebstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin
   grub-common mtools dosfstools cpio xz-utils kmod sbsigntool
+  # the Docker stack from source (dockerstack/build.sh): runc is cgo with libseccomp
+  git gcc libc6-dev libseccomp-dev pkg-config
   # tests: real disks and filesystems, QEMU
   btrfs-progs e2fsprogs util-linux fdisk qemu-system-x86 qemu-utils ovmf openssh-client
   iptables ca-certificates curl

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ func (g *guest) writeFile(path, content string) {
 	g.run("printf %s " + vm.ShellQuote(content) + " > " + vm.ShellQuote(path))
 }
 
-// `lightwhale version` lists what ships, and the engine is that package: a
+// `lightwhale version` lists what ships, and each program of the Docker
+// stack (built from source, dockerstack/build.sh) reports that version: a
 // current API (at least 1.45, Docker 26) on Debian 13.
 func TestPlatformVersions(t *testing.T) {
 	t.Parallel()
@@ -54,7 +56,7 @@ func TestPlatformVersions(t *testing.T) {
 			lines[f[0]] = f[1]
 		}
 	}
-	for _, k := range []string{"lightwhale", "debian", "kernel", "docker.io", "containerd", "runc", "crun", "docker-buildx", "docker-compose"} {
+	for _, k := range []string{"lightwhale", "debian", "kernel", "docker", "docker-cli", "containerd", "runc", "crun", "docker-buildx", "docker-compose"} {
 		if lines[k] == "" {
 			t.Errorf("lightwhale version names no %s: %v", k, lines)
 		}
@@ -65,12 +67,13 @@ func TestPlatformVersions(t *testing.T) {
 	if v, err := strconv.ParseFloat(api, 64); err != nil || v < 1.45 {
 		t.Errorf("engine API %q; want at least 1.45", api)
 	}
-	server := g.run("docker version --format '{{.Server.Version}}'")
-	if !strings.HasPrefix(lines["docker.io"], server) {
-		t.Errorf("engine %s is not the package shipped (docker.io %s)", server, lines["docker.io"])
-	}
+	wantEqual(t, "engine version", g.run("docker version --format '{{.Server.Version}}'"), lines["docker"])
+	wantEqual(t, "CLI version", g.run("docker version --format '{{.Client.Version}}'"), lines["docker-cli"])
+	wantEqual(t, "Compose version", g.run("docker compose version --short"), lines["docker-compose"])
+	wantMatch(t, "buildx version", g.run("docker buildx version"), `^github\.com/docker/buildx v`+regexp.QuoteMeta(lines["docker-buildx"])+` `)
+	wantMatch(t, "containerd version", g.run("containerd --version"), ` v?`+regexp.QuoteMeta(lines["containerd"])+` `)
 	motd := g.run("cat /etc/motd")
-	if !strings.Contains(motd, "docker.io "+lines["docker.io"]) {
+	if !strings.Contains(motd, "docker "+lines["docker"]) {
 		t.Errorf("the motd does not list the shipped versions:\n%s", motd)
 	}
 }

@@ -163,28 +163,25 @@ const (
 	CompKernel     = "kernel"
 	CompModules    = "modules"
 	CompFirmware   = "firmware"
-	CompDockerd    = "dockerd"
+	CompDocker     = "Docker (Engine, CLI, buildx, Compose)"
 	CompContainerd = "containerd"
 	CompRunc       = "runc, crun"
-	CompCLI        = "CLI"
-	CompCompose    = "compose"
-	CompBuildx     = "buildx"
 	CompRest       = "rest of userland"
 	CompBootloader = "bootloader"
 )
 
-var componentOrder = []string{CompKernel, CompModules, CompFirmware, CompDockerd, CompContainerd,
-	CompRunc, CompCLI, CompCompose, CompBuildx, CompRest, CompBootloader}
+var componentOrder = []string{CompKernel, CompModules, CompFirmware, CompDocker, CompContainerd,
+	CompRunc, CompRest, CompBootloader}
 
-// componentByName maps the Docker engine's files, wherever Debian or the
-// build puts them, to their component.
+// componentByName maps the Docker stack's files, wherever the build puts
+// them, to their component. The Engine, CLI, buildx and Compose are one
+// binary (dockerstack/build.sh), so one component.
 var componentByName = map[string]string{
-	"dockerd": CompDockerd, "docker-proxy": CompDockerd, "docker-init": CompDockerd, "tini-static": CompDockerd,
+	"docker-multicall": CompDocker, "dockerd": CompDocker, "docker": CompDocker,
+	"docker-compose": CompDocker, "docker-buildx": CompDocker,
+	"docker-proxy": CompDocker, "docker-init": CompDocker, "tini-static": CompDocker,
 	"containerd": CompContainerd, "containerd-shim-runc-v2": CompContainerd, "ctr": CompContainerd,
 	"runc": CompRunc, "crun": CompRunc,
-	"docker":         CompCLI,
-	"docker-compose": CompCompose,
-	"docker-buildx":  CompBuildx,
 }
 
 // componentOf names the component of a file at rel in a root tree.

@@ -12,15 +12,14 @@ func TestComponentOf(t *testing.T) {
 		"usr/lib/modules/6.1.0/kernel/fs/btrfs.ko":      CompModules,
 		"lib/modules/6.1.0/modules.dep":                 CompModules,
 		"usr/lib/firmware/iwlwifi-1.ucode":              CompFirmware,
-		"usr/sbin/dockerd":                              CompDockerd,
-		"usr/sbin/docker-proxy":                         CompDockerd,
+		"usr/bin/docker-multicall":                      CompDocker,
+		"usr/sbin/docker-proxy":                         CompDocker,
 		"usr/bin/containerd-shim-runc-v2":               CompContainerd,
 		"usr/sbin/runc":                                 CompRunc,
 		"usr/bin/crun":                                  CompRunc,
-		"usr/bin/docker":                                CompCLI,
-		"usr/libexec/docker/cli-plugins/docker-compose": CompCompose,
-		"usr/libexec/docker/cli-plugins/docker-buildx":  CompBuildx,
-		"usr/share/docker.io/contrib/dockerd":           CompRest, // docs and scripts are not the engine
+		"usr/bin/docker":                                CompDocker,
+		"usr/libexec/docker/cli-plugins/docker-compose": CompDocker,
+		"usr/share/docker/contrib/dockerd":              CompRest, // docs and scripts are not the engine
 		"usr/bin/busybox":                               CompRest,
 		"init":                                          CompRest,
 	} {
@@ -48,7 +47,7 @@ func TestBreakdown(t *testing.T) {
 	if _, err := rand.Read(noise); err != nil {
 		t.Fatal(err)
 	}
-	put("rootfs/usr/sbin/dockerd", noise)                     // incompressible
+	put("rootfs/usr/bin/docker-multicall", noise)             // incompressible
 	put("rootfs/usr/lib/firmware/x.bin", make([]byte, 1<<20)) // zeros
 	put("rootfs/etc/hostname", []byte("lightwhale\n"))
 	put("initramfs/init", make([]byte, 1500))
@@ -78,11 +77,11 @@ func TestBreakdown(t *testing.T) {
 	if c := got[CompModules]; c.RawBytes != 500 || c.ISOBytes != 250 {
 		t.Errorf("modules %+v; want the initramfs module, 500 bytes raw, 250 in the ISO", c)
 	}
-	d, f := got[CompDockerd], got[CompFirmware]
+	d, f := got[CompDocker], got[CompFirmware]
 	if d.RawBytes != 1<<20 || f.RawBytes != 1<<20 {
-		t.Errorf("raw sizes dockerd %d firmware %d; want 1 MiB each", d.RawBytes, f.RawBytes)
+		t.Errorf("raw sizes docker %d firmware %d; want 1 MiB each", d.RawBytes, f.RawBytes)
 	}
 	if d.ISOBytes < 100*f.ISOBytes || d.ISOBytes > 900_000 {
-		t.Errorf("dockerd gets %d of the squashfs, firmware %d: random bytes should take nearly all of it", d.ISOBytes, f.ISOBytes)
+		t.Errorf("docker gets %d of the squashfs, firmware %d: random bytes should take nearly all of it", d.ISOBytes, f.ISOBytes)
 	}
 }
