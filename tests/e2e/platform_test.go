@@ -72,6 +72,7 @@ func TestPlatformVersions(t *testing.T) {
 	wantEqual(t, "Compose version", g.run("docker compose version --short"), lines["docker-compose"])
 	wantMatch(t, "buildx version", g.run("docker buildx version"), `^github\.com/docker/buildx v`+regexp.QuoteMeta(lines["docker-buildx"])+` `)
 	wantMatch(t, "containerd version", g.run("containerd --version"), ` v?`+regexp.QuoteMeta(lines["containerd"])+` `)
+	wantMatch(t, "runc version", g.sudo("runc --version"), `^runc version `+regexp.QuoteMeta(lines["runc"])+`\n`)
 	motd := g.run("cat /etc/motd")
 	if !strings.Contains(motd, "docker "+lines["docker"]) {
 		t.Errorf("the motd does not list the shipped versions:\n%s", motd)
