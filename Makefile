@@ -49,8 +49,9 @@ $(ISO): $(BIN) $(STACK) $(shell find rootfs iso -type f 2>/dev/null) $(CUSTOM) $
 	DOCKERSTACK=$(abspath $(dir $(STACK))) CUSTOM=$(abspath $(CUSTOM)) SIGN_KEY=$(if $(SIGN_KEY),$(abspath $(SIGN_KEY))) iso/build.sh $(VERSION) $(BIN) $@
 
 # The Docker stack, built from source (about 11 minutes the first time; Go's
-# caches make a rebuild quicker). Its versions file is written last.
-$(STACK): $(wildcard dockerstack/*)
+# caches make a rebuild quicker). Its versions file is written last; its
+# README does not rebuild it.
+$(STACK): $(filter-out %.md,$(wildcard dockerstack/*))
 	dockerstack/build.sh $(dir $@)
 
 # Test-only ISOs for tests/e2e/upgrade_test.go: this tree as a newer

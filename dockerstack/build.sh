@@ -19,6 +19,7 @@ CONTAINERD=v2.4.1
 RUNC=v1.5.3                  # Docker 29 gives containers a time namespace: runc 1.2 or newer
 MAKEBB=v0.6.0                # github.com/u-root/gobusybox/src (needs Go 1.27 to build itself)
 
+[ $# -eq 1 ] && [ -n "$1" ] || { echo "usage: dockerstack/build.sh OUTDIR" >&2; exit 2; }
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/go/bin:$PATH CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
@@ -56,13 +57,15 @@ mv "$work/ws/compose/cmd/main.go" "$work/ws/compose/cmd/docker-compose/"
 (cd "$work/ws" && go work init ./moby ./cli ./buildx ./compose)
 
 # What each program reports: the release, and the module version for the
-# commit. The Engine's release is the Docker version this moby tag is.
+# commit. The Engine's release is the Docker version this moby tag is, with
+# the tag.
 engine=$(sed -n 's/^  last: "\(.*\)"$/\1/p' "$work/ws/moby/releases/versions.yaml")
 [ -n "$engine" ] || { echo "dockerstack: no Docker release in moby's releases/versions.yaml" >&2; exit 1; }
+engine+=+moby.$MOBY
 cli=${CLI#v} cli=${cli%+incompatible}
 buildkit=$(cd "$work/ws" && GOWORK=$work/ws/go.work GOFLAGS= go list -m -f '{{.Version}}' github.com/moby/buildkit)
 X() { printf ' -X %s=%s' "$1" "$2"; }
-ldflags="-s -w -buildid=$(X github.com/moby/moby/v2/dockerversion.Version "$engine+moby.$MOBY")$(X github.com/moby/moby/v2/dockerversion.GitCommit "$MOBY")"
+ldflags="-s -w -buildid=$(X github.com/moby/moby/v2/dockerversion.Version "$engine")$(X github.com/moby/moby/v2/dockerversion.GitCommit "$MOBY")"
 ldflags+="$(X github.com/docker/cli/cli/version.Version "$cli")$(X github.com/docker/cli/cli/version.GitCommit "$CLI")"
 ldflags+="$(X github.com/docker/buildx/version.Version "$BUILDX")$(X github.com/docker/buildx/version.Revision "$BUILDX")"
 ldflags+="$(X github.com/docker/compose/v5/internal.Version "$COMPOSE")"
@@ -96,7 +99,7 @@ CGO_ENABLED=1 GOBIN=$out go install -trimpath -tags "seccomp urfave_cli_no_docs 
   -ldflags "-s -w -buildid= -extldflags -static -X main.version=${RUNC#v}" "github.com/opencontainers/runc@$RUNC"
 
 # One line per component, as /usr/share/lightwhale/versions lists them.
-{ echo "docker $engine+moby.$MOBY"; echo "docker-cli $cli"; echo "containerd ${CONTAINERD#v}"; echo "runc ${RUNC#v}"
+{ echo "docker $engine"; echo "docker-cli $cli"; echo "containerd ${CONTAINERD#v}"; echo "runc ${RUNC#v}"
   echo "docker-buildx ${BUILDX#v}"; echo "docker-compose ${COMPOSE#v}"; echo "go $(go env GOVERSION | sed 's/^go//')"
 } > "$out/versions.tmp"
 mv "$out/versions.tmp" "$out/versions"
