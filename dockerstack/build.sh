@@ -24,6 +24,13 @@ out=$(mkdir -p "$1" && cd "$1" && pwd)
 src=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/go/bin:$PATH CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 tags=netgo,osusergo,static_build,nri_no_wasm,grpcnotrace
+# dockerd's storage driver is overlay2, pinned by S60dockerd's flag (which a
+# daemon.json cannot override): its other graph drivers are never used.
+engine_tags=$tags,exclude_graphdriver_btrfs,exclude_graphdriver_zfs,exclude_graphdriver_fuseoverlayfs
+# containerd as dockerd runs it: no CRI (the Kubernetes API, which dockerd's
+# containerd config disables) and no devmapper or ZFS snapshotters (Docker
+# uses overlayfs).
+containerd_tags=$tags,no_cri,no_devmapper,no_zfs
 step() { printf '== dockerstack: %s (%ss)\n' "$*" "$SECONDS"; }
 
 # The work tree holds Go modules: it goes when the build ends, and its
@@ -46,6 +53,7 @@ copy cli "github.com/docker/cli@$CLI"
 copy buildx "github.com/docker/buildx@$BUILDX"
 copy compose "github.com/docker/compose/v5@$COMPOSE"
 (cd "$work/ws/moby" && git apply -p1 "$src/moby-layer-snapshotid.patch")
+(cd "$work/ws/buildx" && git apply -p1 "$src/buildx-no-kubernetes.patch")
 # The CLI keeps its module file as vendor.mod (CalVer, not SemVer).
 mv "$work/ws/cli/vendor.mod" "$work/ws/cli/go.mod"
 mv "$work/ws/cli/vendor.sum" "$work/ws/cli/go.sum"
@@ -75,18 +83,18 @@ step "docker-multicall (dockerd, docker, docker-buildx, docker-compose)"
 # makebb writes the busybox as a vendored module (GOROOT: else it would use
 # the Go it was built with, 1.27); we add one file and build it ourselves.
 (cd "$work/ws" && GOWORK=$work/ws/go.work GOFLAGS= GOROOT=$(go env GOROOT) "$work/gbb/makebb" -g \
-  -gen-dir "$work/gen" -go-build-tags "$tags" \
+  -gen-dir "$work/gen" -go-build-tags "$engine_tags" \
   ./moby/cmd/dockerd ./cli/cmd/docker ./buildx/cmd/docker-buildx ./compose/cmd/docker-compose)
 main=$(dirname "$(grep -l 'bbmain.Run(' -r "$work/gen" --include=main.go | grep -v /vendor/)")
 sed '/^\/\/go:build ignore$/d' "$src/multicall.go" > "$main/multicall.go"
 # Inlining on, as each project's own build has it (makebb's default turns
 # it off: 13 MiB smaller, at a cost in CPU that dockerd pays at every boot).
-(cd "$main" && GOWORK=off GOFLAGS=-mod=vendor go build -trimpath -tags "$tags" -ldflags "$ldflags" \
+(cd "$main" && GOWORK=off GOFLAGS=-mod=vendor go build -trimpath -tags "$engine_tags" -ldflags "$ldflags" \
   -o "$out/docker-multicall" .)
 
 step "containerd $CONTAINERD, its runc shim, docker-proxy"
 cX="$(X github.com/containerd/containerd/v2/version.Version "${CONTAINERD#v}")$(X github.com/containerd/containerd/v2/version.Revision "$CONTAINERD")"
-GOBIN=$out go install -trimpath -tags "$tags" -ldflags "-s -w -buildid=$cX" \
+GOBIN=$out go install -trimpath -tags "$containerd_tags" -ldflags "-s -w -buildid=$cX" \
   "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD" \
   "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD"
 GOBIN=$out go install -trimpath -tags "$tags" -ldflags "-s -w -buildid=" \

@@ -282,19 +282,8 @@ func mustLookPath(t *testing.T, name string) string {
 // Dockerfile builds on the image make iso built, and the result holds the
 // firmware beside our files (make iso CUSTOM= packs such an image).
 func TestFirmwareByCustomDockerfile(t *testing.T) {
-	requireISO(t) // the image is the one the ISO was built from
-	if err := exec.Command("docker", "version").Run(); err != nil {
-		t.Skipf("no Docker daemon answers on the host (scripts/deps.sh starts one): %v", err)
-	}
-	v, err := os.ReadFile("../../VERSION")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "lightwhale:" + strings.TrimSpace(string(v))
-	if err := exec.Command("docker", "image", "inspect", base).Run(); err != nil {
-		t.Skipf("%s is not on the host's Docker (make iso builds it)", base)
-	}
-	img := "lightwhale-firmware-test:" + strings.TrimSpace(string(v))
+	base := requireImage(t)
+	img := "lightwhale-firmware-test:" + strings.TrimPrefix(base, "lightwhale:")
 	defer exec.Command("docker", "rmi", "-f", img).Run()
 	build := exec.Command("docker", "build", "--network", "host", "-q", "--build-arg", "LIGHTWHALE="+base, "-t", img, "../../examples/firmware")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -309,6 +298,54 @@ func TestFirmwareByCustomDockerfile(t *testing.T) {
 	if len(lines) < 2 || !strings.HasPrefix(lines[0], "bnx2-") || lines[len(lines)-1] == "0" {
 		t.Fatalf("the custom image lacks the added bnx2 firmware or ours:\n%s", out)
 	}
+}
+
+// rootfs/prune-modules.sh keeps the drivers a server boots on and drops,
+// with what only they depend on, those named in its drop list, whether a
+// directory or a single module (the single ones were once kept by mistake,
+// and with them InfiniBand, Ceph and the SCSI target core).
+func TestModuleSelection(t *testing.T) {
+	base := requireImage(t)
+	kept := []string{"virtio_net", "virtio_blk", "btrfs", "overlay", "br_netfilter", "iwlmvm", "mlx5_core", "md-mod", "nvme"}
+	dropped := []string{"floppy", "rbd", "libceph", "nvme-rdma", "nvme-fc", "ib_core", "target_core_mod", "xen-scsiback", "md-cluster", "dlm"}
+	out, err := exec.Command("docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", base,
+		"-c", "find /usr/lib/modules -name '*.ko' | sed 's|.*/||; s|\\.ko$||'").CombinedOutput()
+	if err != nil {
+		t.Fatalf("listing the image's modules: %v\n%s", err, out)
+	}
+	have := map[string]bool{}
+	for _, m := range strings.Fields(string(out)) {
+		have[m] = true
+	}
+	for _, m := range kept {
+		if !have[m] {
+			t.Errorf("module %s is missing from the image", m)
+		}
+	}
+	for _, m := range dropped {
+		if have[m] {
+			t.Errorf("module %s is in the image; prune-modules.sh drops it", m)
+		}
+	}
+}
+
+// requireImage returns the root filesystem image make iso built
+// (lightwhale:VERSION) on the host's Docker, or skips the test.
+func requireImage(t *testing.T) string {
+	t.Helper()
+	requireISO(t) // the image is the one the ISO was built from
+	if err := exec.Command("docker", "version").Run(); err != nil {
+		t.Skipf("no Docker daemon answers on the host (scripts/deps.sh starts one): %v", err)
+	}
+	v, err := os.ReadFile("../../VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "lightwhale:" + strings.TrimSpace(string(v))
+	if err := exec.Command("docker", "image", "inspect", base).Run(); err != nil {
+		t.Skipf("%s is not on the host's Docker (make iso builds it)", base)
+	}
+	return base
 }
 
 // A suite the mirror does not have, or a name that is no suite, stops the
