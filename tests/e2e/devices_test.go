@@ -180,7 +180,7 @@ func TestUSBOnlyAndHotplug(t *testing.T) {
 	if strings.Count(st, "LATE DISK:") != 1 {
 		t.Errorf("status reports other late disks than %s:\n%s", dev, st)
 	}
-	wantMatch(t, "motd", g.run("cat /run/lightwhale/motd"), `WARNING: Lightwhale disk `+dev+` .*arrived late`)
+	g.wantMotd("motd", `WARNING: Lightwhale disk `+dev+` .*arrived late`)
 	wantMatch(t, "console", g.BootLog(), `hotplug: Lightwhale disk `+dev)
 	if m := g.run("grep -c '^" + dev + "' /proc/mounts /proc/swaps || true"); regexp.MustCompile(`:[1-9]`).MatchString(m) {
 		t.Errorf("late disk %s is in use:\n%s", dev, m)

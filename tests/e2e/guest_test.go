@@ -335,6 +335,23 @@ func wantMatch(t testing.TB, what, got, re string) {
 	}
 }
 
+// wantMotd waits for the message of the day to match re: S99motd writes it
+// last in the boot, and hotplug rewrites it, so a test that asks early would
+// race it. It returns the motd that matched.
+func (g *guest) wantMotd(what, re string) string {
+	g.t.Helper()
+	var motd string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		motd, _ = g.try("cat /run/lightwhale/motd")
+		if regexp.MustCompile(re).MatchString(motd) {
+			return motd
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s: the motd did not match %s within 2 minutes:\n%s", what, re, motd)
+		}
+	}
+}
+
 func wantEqual(t testing.TB, what, got, want string) {
 	t.Helper()
 	if got != want {

@@ -263,7 +263,7 @@ func TestRAIDDegraded(t *testing.T) {
 	t.Logf("replace at %s; status:\n%s", done, st)
 	wantMatch(t, "status while rebuilding", st, `(?m)^mode: .*REBUILDING`)
 	wantMatch(t, "status progress while rebuilding", st, `(?m)^rebuild: +replace [0-9.]+% done`)
-	wantMatch(t, "motd while rebuilding", g.run("cat /run/lightwhale/motd"), `REBUILDING`)
+	g.wantMotd("motd while rebuilding", `REBUILDING`)
 	if p := g.sudo("btrfs replace status -1 /mnt/lightwhale-data"); !strings.Contains(p, "% done") {
 		t.Fatalf("the replace ended before the power cut: %s", p)
 	}

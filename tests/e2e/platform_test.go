@@ -73,10 +73,7 @@ func TestPlatformVersions(t *testing.T) {
 	wantMatch(t, "buildx version", g.run("docker buildx version"), `^github\.com/docker/buildx v`+regexp.QuoteMeta(lines["docker-buildx"])+` `)
 	wantMatch(t, "containerd version", g.run("containerd --version"), ` v?`+regexp.QuoteMeta(lines["containerd"])+` `)
 	wantMatch(t, "runc version", g.sudo("runc --version"), `^runc version `+regexp.QuoteMeta(lines["runc"])+`\n`)
-	motd := g.run("cat /etc/motd")
-	if !strings.Contains(motd, "docker "+lines["docker"]) {
-		t.Errorf("the motd does not list the shipped versions:\n%s", motd)
-	}
+	g.wantMotd("the motd lists the shipped versions", `docker `+regexp.QuoteMeta(lines["docker"])+`\b`)
 }
 
 // AppArmor is on and Docker confines containers with its default profile:

@@ -366,9 +366,7 @@ ethernets:
 	if !strings.Contains(status, "provisioned from: nocloud /dev/sr0, cmdline") || !strings.Contains(status, "instance-id: e2e-0001") || strings.Contains(status, "ERROR") {
 		t.Errorf("provision status:\n%s\nlog:\n%s", status, g.run("cat /run/lightwhale/provision/log"))
 	}
-	if motd := g.run("cat /etc/motd"); !strings.Contains(motd, "Provisioned from nocloud /dev/sr0, cmdline (instance-id e2e-0001)") {
-		t.Errorf("motd:\n%s", motd)
-	}
+	g.wantMotd("motd", regexp.QuoteMeta("Provisioned from nocloud /dev/sr0, cmdline (instance-id e2e-0001)"))
 	if got := g.sudo("stat -c '%a %U %G' /etc/lightwhale-e2e.txt && cat /etc/lightwhale-e2e.txt"); got != "640 root docker\nhello from cidata" {
 		t.Errorf("write_files: %q", got)
 	}
@@ -495,9 +493,7 @@ func TestProvisionBrokenSeed(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	if motd := g.run("cat /etc/motd"); !strings.Contains(motd, "PROVISIONING ERROR: seed /dev/sr0 rejected") {
-		t.Errorf("motd:\n%s", motd)
-	}
+	g.wantMotd("motd", regexp.QuoteMeta("PROVISIONING ERROR: seed /dev/sr0 rejected"))
 	if h := g.run("hostname"); h == "should-not-apply" {
 		t.Error("host name applied from a rejected seed")
 	}

@@ -27,7 +27,7 @@ func TestSecureBoot(t *testing.T) {
 
 	wantEqual(t, "boot line of lightwhale version", g.run("lightwhale version | sed -n 's/^boot: //p'"), "UEFI, Secure Boot on, lockdown integrity")
 	wantMatch(t, "kernel log", g.sudo("dmesg | grep -i 'secure boot'"), `(?i)secure boot enabled`)
-	wantMatch(t, "motd", g.run("cat /etc/motd"), `Boot: UEFI, Secure Boot on, lockdown integrity\.`)
+	g.wantMotd("motd", `Boot: UEFI, Secure Boot on, lockdown integrity\.`)
 	// Stage 1 loaded the USB drivers the stick asked for and read it whole.
 	g.waitInRAM()
 	wantMatch(t, "stage 1's console", g.BootLog(), `boot medium: /dev/sd[a-z]+(.|\n)*root image copied into RAM`)

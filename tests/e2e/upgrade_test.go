@@ -128,7 +128,7 @@ func TestUpgrade(t *testing.T) {
 	waitStatus(t, g, goodVersion+" good", 3*time.Minute)
 	wantEqual(t, "volume after the upgrade", g.run(`docker run --rm -v keep:/d `+bbImage+` cat /d/f`), "kept")
 	wantEqual(t, "home after the upgrade", g.run("cat /home/op/before-upgrades"), "before")
-	wantMatch(t, "motd on the installed version", g.run("cat /run/lightwhale/motd"), `OS: Lightwhale `+strings.ReplaceAll(goodVersion, ".", `\.`)+`, from installed`)
+	g.wantMotd("motd on the installed version", `OS: Lightwhale `+strings.ReplaceAll(goodVersion, ".", `\.`)+`, from installed`)
 
 	// The broken release: one trial boot; its dockerd never starts, so it
 	// restarts the machine, and the medium's version abandons it, rolls the
@@ -152,7 +152,7 @@ func TestUpgrade(t *testing.T) {
 	st := g.sudo("lightwhale status")
 	t.Logf("status after the broken trial:\n%s", st)
 	wantMatch(t, "status: the broken version", st, `installed: `+strings.ReplaceAll(brokenVersion, ".", `\.`)+` bad .*not healthy`)
-	wantMatch(t, "motd: the abandon", g.run("cat /run/lightwhale/motd"), `WARNING: upgrade: upgrade to `+strings.ReplaceAll(brokenVersion, ".", `\.`)+` abandoned`)
+	g.wantMotd("motd: the abandon", `WARNING: upgrade: upgrade to `+strings.ReplaceAll(brokenVersion, ".", `\.`)+` abandoned`)
 	if out, err := g.try("cat /home/op/after-snapshot"); err == nil {
 		t.Errorf("a file written after the broken upgrade's snapshot survived the rollback: %s", out)
 	}
