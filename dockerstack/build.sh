@@ -53,6 +53,8 @@ copy cli "github.com/docker/cli@$CLI"
 copy buildx "github.com/docker/buildx@$BUILDX"
 copy compose "github.com/docker/compose/v5@$COMPOSE"
 (cd "$work/ws/moby" && git apply -p1 "$src/moby-layer-snapshotid.patch")
+(cd "$work/ws/moby" && git apply -p1 "$src/moby-iptables-absent-chains.patch")
+(cd "$work/ws/moby" && git apply -p1 "$src/moby-buildkit-lazy-platforms.patch")
 (cd "$work/ws/buildx" && git apply -p1 "$src/buildx-no-kubernetes.patch")
 # The CLI keeps its module file as vendor.mod (CalVer, not SemVer).
 mv "$work/ws/cli/vendor.mod" "$work/ws/cli/go.mod"

@@ -174,6 +174,10 @@ FROM %[1]s
 COPY --from=build /out.txt /out.txt
 CMD ["cat", "/out.txt"]
 `, platformImage))
+	// BuildKit probes for the platforms it can run when first asked, not
+	// at dockerd's start (moby-buildkit-lazy-platforms.patch): 386 is
+	// there, which only that probe finds.
+	wantMatch(t, "buildx platforms", g.run("docker buildx inspect"), `(?m)^Platforms: +linux/amd64, .*linux/386$`)
 	g.run("docker buildx build --progress plain -t local/lw-buildx " + dir + " 2>&1")
 	wantEqual(t, "the two-stage image's output", g.run("docker run --rm local/lw-buildx"), "built-in-stage-one")
 	// Plain `docker build` is BuildKit too: its steps are #N lines, not the

@@ -49,6 +49,19 @@ func TestVolatileBIOS(t *testing.T) {
 
 	checkDockerServes(t, g, "volatile-bios-page")
 
+	// dockerd restarted in place finds its iptables chains there (at boot
+	// there are none; moby-iptables-absent-chains.patch removes only what
+	// exists): it makes them again, and publishes the port again, rule for
+	// rule as before (sorted: the order of chains' jumps is iptables' own).
+	const rules = "{ iptables -S | sed 's/^/filter /'; iptables -t nat -S | sed 's/^/nat /'; } | sort"
+	before := g.sudo(rules)
+	wantMatch(t, "iptables before the restart", before, `filter -A DOCKER .*--dport 80 -j ACCEPT`)
+	g.sudo("/etc/init.d/S60dockerd restart")
+	g.waitDocker()
+	g.run("docker start web")
+	wantEqual(t, "page after dockerd restarted", g.httpGet("/index.html", 2*time.Minute), "volatile-bios-page")
+	wantEqual(t, "iptables after dockerd restarted", g.sudo(rules), before)
+
 	out, err := g.trySudo("rm -rf /bin /lib /usr/bin/dockerd")
 	if err == nil {
 		t.Fatalf("sudo rm -rf /bin /lib succeeded on an immutable root:\n%s", out)
