@@ -337,14 +337,14 @@ func wantMatch(t testing.TB, what, got, re string) {
 
 // wantMotd waits for the message of the day to match re: S99motd writes it
 // last in the boot, and hotplug rewrites it, so a test that asks early would
-// race it. It returns the motd that matched.
-func (g *guest) wantMotd(what, re string) string {
+// race it.
+func (g *guest) wantMotd(what, re string) {
 	g.t.Helper()
-	var motd string
+	want := regexp.MustCompile(re)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
-		motd, _ = g.try("cat /run/lightwhale/motd")
-		if regexp.MustCompile(re).MatchString(motd) {
-			return motd
+		motd, _ := g.try("cat /run/lightwhale/motd")
+		if want.MatchString(motd) {
+			return
 		}
 		if time.Now().After(deadline) {
 			g.t.Fatalf("%s: the motd did not match %s within 2 minutes:\n%s", what, re, motd)
