@@ -55,6 +55,7 @@ copy compose "github.com/docker/compose/v5@$COMPOSE"
 (cd "$work/ws/moby" && git apply -p1 "$src/moby-layer-snapshotid.patch")
 (cd "$work/ws/moby" && git apply -p1 "$src/moby-iptables-absent-chains.patch")
 (cd "$work/ws/moby" && git apply -p1 "$src/moby-buildkit-lazy-platforms.patch")
+(cd "$work/ws/moby" && git apply -p1 "$src/moby-iptables-fresh-chains.patch")
 (cd "$work/ws/buildx" && git apply -p1 "$src/buildx-no-kubernetes.patch")
 # The CLI keeps its module file as vendor.mod (CalVer, not SemVer).
 mv "$work/ws/cli/vendor.mod" "$work/ws/cli/go.mod"
@@ -80,6 +81,13 @@ ldflags+="$(X github.com/docker/cli/cli/version.Version "$cli")$(X github.com/do
 ldflags+="$(X github.com/docker/buildx/version.Version "$BUILDX")$(X github.com/docker/buildx/version.Revision "$BUILDX")"
 ldflags+="$(X github.com/docker/compose/v5/internal.Version "$COMPOSE")"
 ldflags+="$(X github.com/moby/buildkit/version.Version "$buildkit")$(X github.com/moby/buildkit/version.Revision "$buildkit")"
+
+# Our patches' tests (the iptables one against the kernel too, as root).
+step "the tests of our moby patches"
+# A patch that did not apply shows here as no test run.
+t=$(cd "$work/ws" && GOWORK=$work/ws/go.work GOFLAGS= go test -v -count=1 -tags "$engine_tags" -run '^TestLightwhale' ./moby/daemon/libnetwork/iptables/)
+echo "$t"
+grep -q -- '--- PASS: TestLightwhaleFresh ' <<<"$t" || { echo "dockerstack: TestLightwhaleFresh did not run" >&2; exit 1; }
 
 step "docker-multicall (dockerd, docker, docker-buildx, docker-compose)"
 # makebb writes the busybox as a vendored module (GOROOT: else it would use
