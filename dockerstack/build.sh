@@ -82,9 +82,9 @@ ldflags+="$(X github.com/docker/buildx/version.Version "$BUILDX")$(X github.com/
 ldflags+="$(X github.com/docker/compose/v5/internal.Version "$COMPOSE")"
 ldflags+="$(X github.com/moby/buildkit/version.Version "$buildkit")$(X github.com/moby/buildkit/version.Revision "$buildkit")"
 
-# Our patches' tests (the iptables one against the kernel too, as root).
+# Our patches' tests (the iptables one against the kernel too, as root); a
+# patch that did not apply shows here as no test run.
 step "the tests of our moby patches"
-# A patch that did not apply shows here as no test run.
 t=$(cd "$work/ws" && GOWORK=$work/ws/go.work GOFLAGS= go test -v -count=1 -tags "$engine_tags" -run '^TestLightwhale' ./moby/daemon/libnetwork/iptables/)
 echo "$t"
 grep -q -- '--- PASS: TestLightwhaleFresh ' <<<"$t" || { echo "dockerstack: TestLightwhaleFresh did not run" >&2; exit 1; }

@@ -54,8 +54,8 @@ func TestVolatileBIOS(t *testing.T) {
 	// The firewall of a booted Docker with one published port, rule for
 	// rule (sorted: the order of chains' jumps is iptables' own): our moby
 	// patches (dockerstack/) skip iptables runs, never rules. The golden
-	// file is upstream's rule set; a new moby may change it (go test
-	// -update rewrites it: read the diff).
+	// file was made by the build before moby-iptables-fresh-chains.patch;
+	// a new moby may change it (go test -update rewrites it: read the diff).
 	const rules = "{ iptables -S | sed 's/^/filter /'; iptables -t nat -S | sed 's/^/nat /'; } | sort"
 	before := g.sudo(rules)
 	golden.Check(t, filepath.Join("testdata", "iptables-published.golden"), before+"\n")
