@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -48,12 +49,14 @@ It does not hold files kept in /mnt/lightwhale-data outside lightwhale-state,
 the swap, or the Lightwhale image itself. A snapshot of a running Docker is
 crash-consistent, as after a power cut.`
 
-var snapshotName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// Compiled on first use: {0,63} compiles to 63 copies, which every
+// lightwhale run at boot would pay for.
+var snapshotName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
 
 // checkSnapshotName refuses names that are not plain file names; a user's
 // may not start with autoPrefix.
 func checkSnapshotName(name string, user bool) error {
-	if !snapshotName.MatchString(name) {
+	if !snapshotName().MatchString(name) {
 		return fmt.Errorf("snapshot name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	if user && strings.HasPrefix(name, autoPrefix) {

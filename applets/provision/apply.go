@@ -15,7 +15,7 @@ import (
 
 // Files apply writes, relative to System.Root. The init scripts name the
 // ones under /run too: S40network (noDHCPFile), S60dockerd (dockerEnvFile),
-// S45ntp (ntpFile), the udhcpc script (staticResolvFile).
+// S61ntp (ntpFile), the udhcpc script (staticResolvFile).
 const (
 	sshdConfFile     = "etc/ssh/sshd_config.d/40-lightwhale-provision.conf"
 	keysDir          = "etc/ssh/lightwhale-authorized-keys" // one file per user, named after it

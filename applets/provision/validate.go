@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -18,10 +19,12 @@ import (
 // value (%q, so a newline or control character shows) without the key: the
 // caller prefixes the key.
 
-var instanceIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+// Compiled on first use, as cryptHashRe: a bounded repetition compiles to
+// that many copies, which every lightwhale run at boot would pay for.
+var instanceIDRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`) })
 
 func checkInstanceID(id string) error {
-	if !instanceIDRe.MatchString(id) {
+	if !instanceIDRe().MatchString(id) {
 		return fmt.Errorf("%q: 1-128 letters, digits, '.', '_', ':' or '-'", id)
 	}
 	return nil
@@ -44,13 +47,15 @@ func checkSSHKey(line string) (string, error) {
 
 // cryptHashRe is a crypt(3) hash as /etc/shadow holds it: $id$[params$]salt$hash
 // for yescrypt ($y$), SHA-512 ($6$), SHA-256 ($5$), bcrypt ($2b$...).
-var cryptHashRe = regexp.MustCompile(`^\$(y|gy|7|6|5|2a|2b|2y)\$[./A-Za-z0-9$=,]{8,512}$`)
+var cryptHashRe = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\$(y|gy|7|6|5|2a|2b|2y)\$[./A-Za-z0-9$=,]{8,512}$`)
+})
 
 // checkHash refuses anything but a password hash: a plain-text password in a
 // seed would be readable by anyone who can read the seed, and would sit in
 // logs of the tools that handled it.
 func checkHash(h string) error {
-	if !cryptHashRe.MatchString(h) {
+	if !cryptHashRe().MatchString(h) {
 		if strings.HasPrefix(h, "$") {
 			return fmt.Errorf("%.12q...: not a supported crypt hash ($y$, $6$, $5$ or $2b$)", h)
 		}

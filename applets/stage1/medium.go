@@ -356,7 +356,7 @@ func startYielding(cmd *exec.Cmd) error {
 
 // mountRAM mounts the copy's tmpfs at dir, sized to an image of size
 // bytes (the initramfs's own tmpfs is capped at half the RAM). noswap: the
-// image is already compressed, so the zram swap (S03zram) would spend CPU
+// image is already compressed, so the zram swap (S62zram) would spend CPU
 // to hold it in as many bytes, and every read of the root filesystem would
 // then wait for a swap-in; the swap is for what compresses.
 func mountRAM(dir string, size int64) error {

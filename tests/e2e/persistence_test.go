@@ -420,7 +420,7 @@ func TestFirstContact(t *testing.T) {
 }
 
 // diskSwaps counts the active swap partitions on disks: /proc/swaps also
-// lists zram (S03zram), which is a "partition" too.
+// lists zram (S62zram), which is a "partition" too.
 func diskSwaps(g *guest) int {
 	n := 0
 	for _, l := range strings.Split(g.run("tail -n +2 /proc/swaps"), "\n") {

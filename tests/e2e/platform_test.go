@@ -134,12 +134,13 @@ func TestNoTransparentHugepages(t *testing.T) {
 	}
 }
 
-// The only swap is zram (S03zram): half the RAM, compressed with zstd,
-// preferred to dropping program pages (swappiness 180).
+// The only swap is zram (S62zram): half the RAM, compressed with zstd,
+// preferred to dropping program pages (swappiness 180). S62zram runs after
+// dockerd has started, at low priority: wait for it (at most a minute).
 func TestZramSwap(t *testing.T) {
 	t.Parallel()
 	g := sharedGuest(t)
-	swaps := strings.Split(g.run("tail -n +2 /proc/swaps"), "\n")
+	swaps := strings.Split(g.run("i=0; while [ $(wc -l < /proc/swaps) -lt 2 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; tail -n +2 /proc/swaps"), "\n")
 	f := strings.Fields(swaps[0])
 	if len(swaps) != 1 || len(f) < 3 || f[0] != "/dev/zram0" {
 		t.Fatalf("/proc/swaps lists %q; want /dev/zram0 alone", swaps)
