@@ -413,15 +413,18 @@ func (s System) Scan(ctx context.Context, out io.Writer, ifname string) error {
 	}
 	// One pass can miss an access point (a beacon not heard, a probe
 	// response lost), and EBUSY means another scan, wpa_supplicant's, is
-	// running: try a few times before reporting an empty sky.
+	// running: try a few times, a second apart (a busy access point that
+	// missed one pass's probes is no quicker for the next), before
+	// reporting an empty sky.
 	var aps []*mdwifi.BSS
 	for attempt := 1; attempt <= 3 && len(aps) == 0; attempt++ {
+		if attempt > 1 {
+			time.Sleep(time.Second)
+		}
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := r.Scan(sctx, ifi)
 		cancel()
-		if errors.Is(err, syscall.EBUSY) {
-			time.Sleep(time.Second)
-		} else if err != nil {
+		if err != nil && !errors.Is(err, syscall.EBUSY) {
 			return fmt.Errorf("scan on %s: %w", ifi.Name, err)
 		}
 		if aps, err = r.AccessPoints(ifi); err != nil {
