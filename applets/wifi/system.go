@@ -413,9 +413,9 @@ func (s System) Scan(ctx context.Context, out io.Writer, ifname string) error {
 	}
 	// One pass can miss an access point (a beacon not heard, a probe
 	// response lost), and EBUSY means another scan, wpa_supplicant's, is
-	// running: try a few times, a second apart (a busy access point that
-	// missed one pass's probes is no quicker for the next), before
-	// reporting an empty sky.
+	// running: try a few times, a second apart (back to back, all three
+	// can fall before a slow access point answers), before reporting an
+	// empty sky.
 	var aps []*mdwifi.BSS
 	for attempt := 1; attempt <= 3 && len(aps) == 0; attempt++ {
 		if attempt > 1 {

@@ -2,6 +2,8 @@ package host
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -65,5 +67,31 @@ func TestParseSwaps(t *testing.T) {
 	want := []Swap{{Path: "/dev/sda1", Dev: unix.Mkdev(8, 1)}, {Path: "/swap file"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// Disks never lists the kinds that are not user storage. zram0 matters:
+// S62zram makes it after the boot's claim, while the hotplug daemon
+// watches for disks that arrive late.
+func TestDisksSkipsNonStorage(t *testing.T) {
+	sys := t.TempDir()
+	for name, size := range map[string]string{"vda": "8388608", "zram0": "2018944", "loop0": "245760", "sr0": "291300", "vdb": "0"} {
+		if err := os.MkdirAll(filepath.Join(sys, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, name, "size"), []byte(size+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disks, err := Linux{SysBlock: sys, Dev: "/dev"}.Disks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range disks {
+		names = append(names, d.Name)
+	}
+	if strings.Join(names, " ") != "vda" {
+		t.Errorf("Disks() = %v; want [vda] (zram, loop and optical devices and empty disks are never user storage)", names)
 	}
 }
